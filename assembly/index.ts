@@ -1,0 +1,10 @@
+// The kernels of wasm-attention. Every export is a pure function of pointers into linear memory and
+// sizes; the TypeScript loader (src/runtime.ts) owns all allocation.
+
+export { sdpaForward, sdpaScratchBytes } from "./sdpa";
+export { softmaxForward } from "./softmax";
+
+/** First byte of linear memory that the loader may use: everything below holds static data. */
+export function heapBase(): usize {
+  return __heap_base;
+}

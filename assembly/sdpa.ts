@@ -1,0 +1,809 @@
+// Flash-style forward pass of scaled dot-product attention (FlashAttention 2 loop order).
+//
+// For every (batch, head) and every block of QUERY_BLOCK query rows, the kernel walks the key tiles
+// of KEY_TILE keys that the causal/window rules leave visible, and keeps an online softmax: a running
+// row max m and row sum l, with the output accumulator rescaled by 2^(m_old − m_new) whenever the max
+// grows. Nothing of size Nq·Nk is ever stored unless the caller asks for the weights.
+//
+// Units: Q is pre-scaled by scale·log2(e), so scores are in log2 units and the softmax uses 2^x.
+// Additive masks and ALiBi biases are converted to log2 units when they are added.
+//
+// Layouts (all f32):
+//   packed keys   [ceil(Nk/8)][D][8]: panels of 8 keys, one panel per 8 keys, zero-padded past Nk.
+//                 Packed once per (batch, kv head) and reused by every query head of the group.
+//   packed query  [QUERY_BLOCK/4][D][4]: groups of 4 rows, the 4 rows' values of each d side by side.
+//   scores        [QUERY_BLOCK/4][KEY_TILE][4]: per group, one v128 per key holding the group's 4 rows.
+//                 This transposed layout makes row max and row sum plain vertical vector ops, and lets
+//                 P·V broadcast a row's probability from the v128 it already holds.
+//   accumulator   [QUERY_BLOCK][dvPad] row-major, dvPad = Dv rounded up to 4.
+//
+// Micro-kernels (register budget: V8 gives wasm about 15 xmm registers on x64):
+//   Q·Kᵀ  4 rows × 8 keys: 8 accumulators + 1 query load + 2 key loads + broadcasts, loop over d.
+//   P·V   4 rows × 8 value columns: 8 accumulators + 1 probability load + 2 value loads + broadcasts,
+//         loop over the keys of the tile; a 4-column variant handles Dv mod 8 = 1..4.
+//
+// Tiles entirely outside the causal/window band are never visited; inside a visited tile each group of
+// 4 rows only computes the 8-key panels its band touches.
+//
+// Masked scores become -Infinity and their probability exactly 0. When a tile of a group has masked
+// entries, P·V skips keys with zero probability for all 4 rows and zeroes the products of the rows that
+// masked a key, so NaN or Infinity stored in masked-out keys or values never reaches the output.
+
+import {
+  QUERY_BLOCK,
+  KEY_TILE,
+  KEY_PANEL,
+  MASK_BOOL,
+  MASK_ADDITIVE,
+  SDPA_Q,
+  SDPA_K,
+  SDPA_V,
+  SDPA_OUT,
+  SDPA_WEIGHTS,
+  SDPA_LSE,
+  SDPA_MASK,
+  SDPA_MASK_KIND,
+  SDPA_MASK_STRIDE_B,
+  SDPA_MASK_STRIDE_H,
+  SDPA_MASK_STRIDE_Q,
+  SDPA_MASK_STRIDE_K,
+  SDPA_H,
+  SDPA_HKV,
+  SDPA_NQ,
+  SDPA_NK,
+  SDPA_D,
+  SDPA_DV,
+  SDPA_SCALE,
+  SDPA_SOFTCAP,
+  SDPA_ALIBI,
+  SDPA_DIAG_OFFSET,
+  SDPA_STRUCTURED,
+  SDPA_WINDOW_LEFT,
+  SDPA_WINDOW_RIGHT,
+  SDPA_GLOBAL_KEYS,
+  SDPA_GLOBAL_ROWS,
+  SDPA_Q_STRIDE_B,
+  SDPA_Q_STRIDE_H,
+  SDPA_Q_STRIDE_ROW,
+  SDPA_K_STRIDE_B,
+  SDPA_K_STRIDE_H,
+  SDPA_K_STRIDE_ROW,
+  SDPA_V_STRIDE_B,
+  SDPA_V_STRIDE_H,
+  SDPA_V_STRIDE_ROW,
+  SDPA_OUT_STRIDE_B,
+  SDPA_OUT_STRIDE_H,
+  SDPA_OUT_STRIDE_ROW,
+} from "./shared";
+import { exp2x4, tanhx4, LOG2E, LN2 } from "./exp";
+
+const NEG_INF: f32 = -Infinity;
+const GROUPS_PER_BLOCK: i32 = QUERY_BLOCK / 4;
+const SCORE_GROUP_BYTES: i32 = KEY_TILE * 16;
+// 16 bytes of static memory to assemble a v128 from 4 scalars (lane indices must be constants).
+const laneBuffer: usize = memory.data(16, 16);
+
+// ---- The current call, read once from the parameter block ----
+let nq: i32 = 0;
+let nk: i32 = 0;
+let headDim: i32 = 0;
+let valueDim: i32 = 0;
+let accStride: i32 = 0; // floats per accumulator row (Dv rounded up to 4)
+let diagOffset: i32 = 0;
+let structured: bool = false;
+let windowLeft: i32 = 0;
+let windowRight: i32 = 0;
+let softcap2: f32 = 0; // softcap in log2 units, 0 = none
+let maskKind: i32 = 0;
+let maskStrideQ: i32 = 0;
+let maskStrideK: i32 = 0;
+let globalKeys: usize = 0;
+let globalRows: usize = 0;
+let numTiles: i32 = 0;
+let qRowStride: i32 = 0;
+let vRowBytes: i32 = 0;
+let outRowStride: i32 = 0;
+
+// ---- The current head ----
+let alibiSlope2: f32 = 0; // ALiBi slope in log2 units, 0 = none
+let qHead: usize = 0;
+let vHead: usize = 0;
+let outHead: usize = 0;
+let maskHead: usize = 0;
+let weightsHead: usize = 0;
+let lseHead: usize = 0;
+
+// ---- Scratch layout ----
+let packedKeys: usize = 0;
+let packedQuery: usize = 0;
+let scores: usize = 0;
+let accumulator: usize = 0;
+let rowMax: usize = 0;
+let rowSum: usize = 0;
+let tileHasGlobal: usize = 0;
+
+function alignUp(x: usize, to: usize): usize {
+  return (x + to - 1) & ~(to - 1);
+}
+
+// Lays the scratch regions out from `scratch`; returns the end address.
+function layoutScratch(scratch: usize, d: i32, dv: i32, keys: i32): usize {
+  const panels = (keys + KEY_PANEL - 1) / KEY_PANEL;
+  packedKeys = scratch;
+  packedQuery = alignUp(packedKeys + <usize>panels * KEY_PANEL * d * 4, 64);
+  scores = alignUp(packedQuery + <usize>QUERY_BLOCK * d * 4, 64);
+  accumulator = alignUp(scores + <usize>GROUPS_PER_BLOCK * SCORE_GROUP_BYTES, 64);
+  rowMax = alignUp(accumulator + <usize>QUERY_BLOCK * alignUp(dv, 4) * 4, 64);
+  rowSum = rowMax + QUERY_BLOCK * 4;
+  tileHasGlobal = rowSum + QUERY_BLOCK * 4;
+  return alignUp(tileHasGlobal + <usize>((keys + KEY_TILE - 1) / KEY_TILE), 64);
+}
+
+/** Bytes of scratch memory sdpaForward needs for one worker. */
+export function sdpaScratchBytes(d: i32, dv: i32, keys: i32): usize {
+  return layoutScratch(0, d, dv, keys);
+}
+
+/**
+ * Runs attention for the (batch, head) pairs headBegin..headEnd-1 (index b·H + h) of the call
+ * described by the parameter block at `params`, using `scratch` (sdpaScratchBytes) as working memory.
+ */
+export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headEnd: i32): void {
+  const numHeads = load<i32>(params + SDPA_H);
+  const groupSize = numHeads / load<i32>(params + SDPA_HKV);
+  nq = load<i32>(params + SDPA_NQ);
+  nk = load<i32>(params + SDPA_NK);
+  headDim = load<i32>(params + SDPA_D);
+  valueDim = load<i32>(params + SDPA_DV);
+  accStride = <i32>alignUp(valueDim, 4);
+  diagOffset = load<i32>(params + SDPA_DIAG_OFFSET);
+  structured = load<i32>(params + SDPA_STRUCTURED) != 0;
+  windowLeft = load<i32>(params + SDPA_WINDOW_LEFT);
+  windowRight = load<i32>(params + SDPA_WINDOW_RIGHT);
+  softcap2 = load<f32>(params + SDPA_SOFTCAP) * LOG2E;
+  const mask = load<usize>(params + SDPA_MASK);
+  maskKind = mask ? load<i32>(params + SDPA_MASK_KIND) : 0;
+  maskStrideQ = load<i32>(params + SDPA_MASK_STRIDE_Q);
+  maskStrideK = load<i32>(params + SDPA_MASK_STRIDE_K);
+  const maskElemBytes: i32 = maskKind == MASK_ADDITIVE ? 4 : 1;
+  globalKeys = load<usize>(params + SDPA_GLOBAL_KEYS);
+  globalRows = load<usize>(params + SDPA_GLOBAL_ROWS);
+  qRowStride = load<i32>(params + SDPA_Q_STRIDE_ROW);
+  vRowBytes = load<i32>(params + SDPA_V_STRIDE_ROW) * 4;
+  outRowStride = load<i32>(params + SDPA_OUT_STRIDE_ROW);
+  const qScale = load<f32>(params + SDPA_SCALE) * LOG2E;
+  const alibi = load<usize>(params + SDPA_ALIBI);
+  const weights = load<usize>(params + SDPA_WEIGHTS);
+  const lse = load<usize>(params + SDPA_LSE);
+
+  layoutScratch(scratch, headDim, valueDim, nk);
+  numTiles = (nk + KEY_TILE - 1) / KEY_TILE;
+  markGlobalTiles();
+
+  let packedFor = -1;
+  for (let bh = headBegin; bh < headEnd; bh++) {
+    const b = bh / numHeads;
+    const h = bh - b * numHeads;
+    const kvHead = b * (numHeads / groupSize) + h / groupSize;
+    if (kvHead != packedFor) {
+      const kvB = kvHead / (numHeads / groupSize);
+      const kvH = kvHead - kvB * (numHeads / groupSize);
+      const kBase =
+        load<usize>(params + SDPA_K) +
+        (<usize>kvB * load<i32>(params + SDPA_K_STRIDE_B) +
+          <usize>kvH * load<i32>(params + SDPA_K_STRIDE_H)) *
+          4;
+      packKeys(kBase, load<i32>(params + SDPA_K_STRIDE_ROW));
+      packedFor = kvHead;
+      vHead =
+        load<usize>(params + SDPA_V) +
+        (<usize>kvB * load<i32>(params + SDPA_V_STRIDE_B) +
+          <usize>kvH * load<i32>(params + SDPA_V_STRIDE_H)) *
+          4;
+    }
+    qHead =
+      load<usize>(params + SDPA_Q) +
+      (<usize>b * load<i32>(params + SDPA_Q_STRIDE_B) +
+        <usize>h * load<i32>(params + SDPA_Q_STRIDE_H)) *
+        4;
+    outHead =
+      load<usize>(params + SDPA_OUT) +
+      (<usize>b * load<i32>(params + SDPA_OUT_STRIDE_B) +
+        <usize>h * load<i32>(params + SDPA_OUT_STRIDE_H)) *
+        4;
+    maskHead = mask
+      ? mask +
+        (<usize>b * load<i32>(params + SDPA_MASK_STRIDE_B) +
+          <usize>h * load<i32>(params + SDPA_MASK_STRIDE_H)) *
+          maskElemBytes
+      : 0;
+    weightsHead = weights ? weights + <usize>bh * nq * nk * 4 : 0;
+    lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
+    alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
+
+    for (let rowStart = 0; rowStart < nq; rowStart += QUERY_BLOCK) {
+      queryBlock(rowStart, min(QUERY_BLOCK, nq - rowStart), qScale);
+    }
+  }
+}
+
+function markGlobalTiles(): void {
+  if (!globalKeys) return;
+  for (let t = 0; t < numTiles; t++) {
+    const end = min(nk, (t + 1) * KEY_TILE);
+    let any: u8 = 0;
+    for (let j = t * KEY_TILE; j < end; j++) any |= load<u8>(globalKeys + j);
+    store<u8>(tileHasGlobal + t, any);
+  }
+}
+
+function anyGlobalRow(first: i32, count: i32): bool {
+  if (!globalRows) return false;
+  for (let i = 0; i < count; i++) if (load<u8>(globalRows + first + i)) return true;
+  return false;
+}
+
+// Packs the keys of one (batch, kv head) into panels [D][8], zero-padding the last panel.
+function packKeys(kBase: usize, kRowStride: i32): void {
+  const d = headDim;
+  const panels = (nk + KEY_PANEL - 1) / KEY_PANEL;
+  for (let p = 0; p < panels; p++) {
+    const panel = packedKeys + <usize>p * KEY_PANEL * d * 4;
+    for (let c = 0; c < KEY_PANEL; c++) {
+      const key = p * KEY_PANEL + c;
+      let dst = panel + c * 4;
+      if (key < nk) {
+        let src = kBase + <usize>key * kRowStride * 4;
+        for (let i = 0; i < d; i++) {
+          store<f32>(dst, load<f32>(src));
+          src += 4;
+          dst += KEY_PANEL * 4;
+        }
+      } else {
+        for (let i = 0; i < d; i++) {
+          store<f32>(dst, 0);
+          dst += KEY_PANEL * 4;
+        }
+      }
+    }
+  }
+}
+
+function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
+  const groups = (rows + 3) >> 2;
+  packQueries(rowStart, rows, qScale);
+  for (let g = 0; g < groups; g++) {
+    v128.store(rowMax + g * 16, f32x4.splat(NEG_INF));
+    v128.store(rowSum + g * 16, f32x4.splat(0));
+  }
+  memory.fill(accumulator, 0, <usize>groups * 4 * accStride * 4);
+  if (weightsHead) {
+    fillF32(weightsHead + <usize>rowStart * nk * 4, <usize>rows * nk, NEG_INF);
+  }
+
+  // The tiles the causal/window band of this block touches (all of them without a band or when a
+  // row of the block is global), plus every tile holding a global key.
+  let firstTile = 0;
+  let lastTile = numTiles - 1;
+  if (structured && !anyGlobalRow(rowStart, rows)) {
+    const lo = <i64>rowStart + diagOffset - windowLeft;
+    const hi = <i64>rowStart + rows - 1 + diagOffset + windowRight;
+    firstTile = lo <= 0 ? 0 : <i32>min(lo / KEY_TILE, <i64>numTiles);
+    lastTile = hi < 0 ? -1 : <i32>min(hi / KEY_TILE, <i64>(numTiles - 1));
+  }
+  for (let t = 0; t < numTiles; t++) {
+    const inBand = t >= firstTile && t <= lastTile;
+    const hasGlobalKey = globalKeys != 0 && load<u8>(tileHasGlobal + t) != 0;
+    if (!inBand && !hasGlobalKey) continue;
+    const keyStart = t * KEY_TILE;
+    const keyEnd = min(nk, keyStart + KEY_TILE);
+    for (let g = 0; g < groups; g++) {
+      const groupRow = rowStart + g * 4;
+      groupTile(g, groupRow, min(4, nq - groupRow), keyStart, keyEnd, hasGlobalKey);
+    }
+  }
+  finishBlock(rowStart, rows);
+}
+
+function packQueries(rowStart: i32, rows: i32, qScale: f32): void {
+  const d = headDim;
+  const groups = (rows + 3) >> 2;
+  for (let g = 0; g < groups; g++) {
+    const group = packedQuery + <usize>g * 16 * d;
+    for (let r = 0; r < 4; r++) {
+      const row = g * 4 + r;
+      let dst = group + r * 4;
+      if (row < rows) {
+        let src = qHead + <usize>(rowStart + row) * qRowStride * 4;
+        for (let i = 0; i < d; i++) {
+          store<f32>(dst, load<f32>(src) * qScale);
+          src += 4;
+          dst += 16;
+        }
+      } else {
+        for (let i = 0; i < d; i++) {
+          store<f32>(dst, 0);
+          dst += 16;
+        }
+      }
+    }
+  }
+}
+
+function fillF32(ptr: usize, count: usize, value: f32): void {
+  const v = f32x4.splat(value);
+  const end = ptr + count * 4;
+  while (ptr + 16 <= end) {
+    v128.store(ptr, v);
+    ptr += 16;
+  }
+  while (ptr < end) {
+    store<f32>(ptr, value);
+    ptr += 4;
+  }
+}
+
+// One group of 4 query rows against keys keyStart..keyEnd-1 of one tile: scores, online softmax
+// update and P·V accumulation.
+function groupTile(
+  g: i32,
+  groupRow: i32,
+  rows: i32,
+  keyStart: i32,
+  keyEnd: i32,
+  tileGlobal: bool,
+): void {
+  // The keys of this tile the group's band can see, and whether single entries need masking.
+  let first = keyStart;
+  let end = keyEnd;
+  let bandMask = false;
+  if (structured) {
+    if (tileGlobal || anyGlobalRow(groupRow, rows)) {
+      bandMask = true;
+    } else {
+      const firstRowDiag = groupRow + diagOffset;
+      const lastRowDiag = groupRow + rows - 1 + diagOffset;
+      first = max(keyStart, firstRowDiag - windowLeft);
+      end = min(keyEnd, lastRowDiag + windowRight + 1);
+      if (first >= end) return;
+      // Every row sees all of first..end-1 only if the last row's lower bound and the first row's
+      // upper bound both contain it.
+      bandMask = first < lastRowDiag - windowLeft || end - 1 > firstRowDiag + windowRight;
+    }
+  }
+
+  const queryGroup = packedQuery + <usize>g * 16 * headDim;
+  const groupScores = scores + <usize>g * SCORE_GROUP_BYTES;
+  computeScores(queryGroup, groupScores, keyStart, first, end);
+
+  let tileMax: v128;
+  const masked = bandMask || maskKind != 0;
+  if (masked || softcap2 != 0 || alibiSlope2 != 0) {
+    tileMax = adjustScores(groupScores, groupRow, rows, keyStart, first, end, bandMask);
+  } else {
+    tileMax = f32x4.splat(NEG_INF);
+    let s = groupScores + <usize>(first - keyStart) * 16;
+    for (let j = first; j < end; j++) {
+      tileMax = f32x4.pmax(tileMax, v128.load(s));
+      s += 16;
+    }
+  }
+  if (weightsHead) storeRawWeights(groupScores, groupRow, rows, keyStart, first, end);
+  // Nothing visible for any of the 4 rows in this tile: nothing to add.
+  if (i32x4.bitmask(f32x4.eq(tileMax, f32x4.splat(NEG_INF))) == 15) return;
+
+  // Online softmax update. Rows that have seen no key yet keep max -Infinity; they use 0 as the
+  // reference so that no -Infinity − -Infinity (NaN) arises.
+  const maxPtr = rowMax + g * 16;
+  const oldMax = v128.load(maxPtr);
+  const newMax = f32x4.pmax(oldMax, tileMax);
+  const reference = v128.andnot(newMax, f32x4.eq(newMax, f32x4.splat(NEG_INF)));
+  const rescale = exp2x4(f32x4.sub(oldMax, reference));
+  let sum = f32x4.splat(0);
+  let s = groupScores + <usize>(first - keyStart) * 16;
+  for (let j = first; j < end; j++) {
+    const p = exp2x4(f32x4.sub(v128.load(s), reference));
+    v128.store(s, p);
+    sum = f32x4.add(sum, p);
+    s += 16;
+  }
+  v128.store(maxPtr, newMax);
+  const sumPtr = rowSum + g * 16;
+  v128.store(sumPtr, f32x4.add(f32x4.mul(v128.load(sumPtr), rescale), sum));
+
+  const probs = groupScores + <usize>(first - keyStart) * 16;
+  const values = vHead + <usize>first * vRowBytes;
+  const acc = accumulator + <usize>g * 16 * accStride;
+  accumulateValues(probs, values, end - first, acc, rescale, masked);
+}
+
+// Scores of the group's 4 rows against the 8-key panels covering first..end-1, stored transposed
+// (one v128 of 4 rows per key) at groupScores + (key − keyStart)·16.
+function computeScores(
+  queryGroup: usize,
+  groupScores: usize,
+  keyStart: i32,
+  first: i32,
+  end: i32,
+): void {
+  const d = headDim;
+  const panelBytes = <usize>KEY_PANEL * d * 4;
+  const firstPanel = first / KEY_PANEL;
+  const endPanel = (end + KEY_PANEL - 1) / KEY_PANEL;
+  let panel = packedKeys + <usize>firstPanel * panelBytes;
+  let dst = groupScores + <usize>(firstPanel * KEY_PANEL - keyStart) * 16;
+  for (let p = firstPanel; p < endPanel; p++) {
+    let r0lo = f32x4.splat(0);
+    let r0hi = f32x4.splat(0);
+    let r1lo = f32x4.splat(0);
+    let r1hi = f32x4.splat(0);
+    let r2lo = f32x4.splat(0);
+    let r2hi = f32x4.splat(0);
+    let r3lo = f32x4.splat(0);
+    let r3hi = f32x4.splat(0);
+    let qp = queryGroup;
+    let kp = panel;
+    for (let i = 0; i < d; i++) {
+      const q = v128.load(qp);
+      const klo = v128.load(kp);
+      const khi = v128.load(kp, 16);
+      let qr = f32x4.shuffle(q, q, 0, 0, 0, 0);
+      r0lo = f32x4.add(r0lo, f32x4.mul(qr, klo));
+      r0hi = f32x4.add(r0hi, f32x4.mul(qr, khi));
+      qr = f32x4.shuffle(q, q, 1, 1, 1, 1);
+      r1lo = f32x4.add(r1lo, f32x4.mul(qr, klo));
+      r1hi = f32x4.add(r1hi, f32x4.mul(qr, khi));
+      qr = f32x4.shuffle(q, q, 2, 2, 2, 2);
+      r2lo = f32x4.add(r2lo, f32x4.mul(qr, klo));
+      r2hi = f32x4.add(r2hi, f32x4.mul(qr, khi));
+      qr = f32x4.shuffle(q, q, 3, 3, 3, 3);
+      r3lo = f32x4.add(r3lo, f32x4.mul(qr, klo));
+      r3hi = f32x4.add(r3hi, f32x4.mul(qr, khi));
+      qp += 16;
+      kp += 32;
+    }
+    // 4×4 transposes: rows × keys → keys × rows.
+    let t0 = f32x4.shuffle(r0lo, r1lo, 0, 4, 1, 5);
+    let t1 = f32x4.shuffle(r2lo, r3lo, 0, 4, 1, 5);
+    let t2 = f32x4.shuffle(r0lo, r1lo, 2, 6, 3, 7);
+    let t3 = f32x4.shuffle(r2lo, r3lo, 2, 6, 3, 7);
+    v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5));
+    v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), 16);
+    v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), 32);
+    v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), 48);
+    t0 = f32x4.shuffle(r0hi, r1hi, 0, 4, 1, 5);
+    t1 = f32x4.shuffle(r2hi, r3hi, 0, 4, 1, 5);
+    t2 = f32x4.shuffle(r0hi, r1hi, 2, 6, 3, 7);
+    t3 = f32x4.shuffle(r2hi, r3hi, 2, 6, 3, 7);
+    v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5), 64);
+    v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), 80);
+    v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), 96);
+    v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), 112);
+    panel += panelBytes;
+    dst += KEY_PANEL * 16;
+  }
+}
+
+// Applies, in order, softcap, ALiBi, the mask and the causal/window/global band to the scores of
+// keys first..end-1; returns the per-row max of the result.
+function adjustScores(
+  groupScores: usize,
+  groupRow: i32,
+  rows: i32,
+  keyStart: i32,
+  first: i32,
+  end: i32,
+  bandMask: bool,
+): v128 {
+  const negInf = f32x4.splat(NEG_INF);
+  const cap = f32x4.splat(softcap2);
+  const invCap = f32x4.splat(softcap2 != 0 ? 1 / softcap2 : 0);
+  const slope = f32x4.splat(alibiSlope2);
+  const lane = i32x4(0, 1, 2, 3);
+  // Diagonal key of each of the 4 rows.
+  const rowDiag = i32x4.add(i32x4.splat(groupRow + diagOffset), lane);
+  const lowerBound = i32x4.splat(-windowLeft);
+  const upperBound = i32x4.splat(windowRight);
+  // Rows past Nq (padding of the last group) take no part: mark them global, read no mask for them.
+  for (let r = 0; r < 4; r++) {
+    const global = r >= rows || (globalRows != 0 && load<u8>(globalRows + groupRow + r) != 0);
+    store<i32>(laneBuffer + r * 4, global ? -1 : 0);
+  }
+  const rowIsGlobal = v128.load(laneBuffer);
+  const maskRow = maskHead + <usize>groupRow * maskStrideQ * (maskKind == MASK_ADDITIVE ? 4 : 1);
+  const rowBroadcast = maskStrideQ == 0 || rows == 1;
+
+  let tileMax = negInf;
+  let s = groupScores + <usize>(first - keyStart) * 16;
+  for (let j = first; j < end; j++) {
+    let score = v128.load(s);
+    if (softcap2 != 0) score = f32x4.mul(cap, tanhx4(f32x4.mul(score, invCap)));
+    if (alibiSlope2 != 0) {
+      const distance = f32x4.convert_i32x4_s(i32x4.abs(i32x4.sub(rowDiag, i32x4.splat(j))));
+      score = f32x4.sub(score, f32x4.mul(slope, distance));
+    }
+    let allowed = i32x4.splat(-1);
+    if (maskKind == MASK_BOOL) {
+      const at = maskRow + <usize>j * maskStrideK;
+      let bits: v128;
+      if (rowBroadcast) {
+        bits = i32x4.splat(<i32>load<u8>(at));
+      } else {
+        for (let r = 0; r < 4; r++) {
+          store<i32>(laneBuffer + r * 4, r < rows ? <i32>load<u8>(at + <usize>r * maskStrideQ) : 1);
+        }
+        bits = v128.load(laneBuffer);
+      }
+      allowed = i32x4.ne(bits, i32x4.splat(0));
+    } else if (maskKind == MASK_ADDITIVE) {
+      const at = maskRow + <usize>j * maskStrideK * 4;
+      let bias: v128;
+      if (rowBroadcast) {
+        bias = f32x4.splat(load<f32>(at));
+      } else {
+        for (let r = 0; r < 4; r++) {
+          store<f32>(laneBuffer + r * 4, r < rows ? load<f32>(at + <usize>r * maskStrideQ * 4) : 0);
+        }
+        bias = v128.load(laneBuffer);
+      }
+      // Select rather than add for -Infinity, so a NaN score of a masked key stays masked.
+      allowed = f32x4.ne(bias, negInf);
+      score = f32x4.add(score, f32x4.mul(bias, f32x4.splat(LOG2E)));
+    }
+    if (bandMask) {
+      const delta = i32x4.sub(i32x4.splat(j), rowDiag);
+      let inBand = v128.and(i32x4.ge_s(delta, lowerBound), i32x4.le_s(delta, upperBound));
+      inBand = v128.or(inBand, rowIsGlobal);
+      if (globalKeys && load<u8>(globalKeys + j)) inBand = i32x4.splat(-1);
+      allowed = v128.and(allowed, inBand);
+    }
+    score = v128.bitselect(score, negInf, allowed);
+    v128.store(s, score);
+    tileMax = f32x4.pmax(tileMax, score);
+    s += 16;
+  }
+  return tileMax;
+}
+
+// With returnWeights: keeps the adjusted scores of keys first..end-1 in the weights rows; finishBlock
+// turns them into probabilities once the row max and sum are final.
+function storeRawWeights(
+  groupScores: usize,
+  groupRow: i32,
+  rows: i32,
+  keyStart: i32,
+  first: i32,
+  end: i32,
+): void {
+  const rowBytes = <usize>nk * 4;
+  const row0 = weightsHead + <usize>groupRow * rowBytes;
+  let s = groupScores + <usize>(first - keyStart) * 16;
+  for (let j = first; j < end; j++) {
+    const score = v128.load(s);
+    const at = row0 + <usize>j * 4;
+    store<f32>(at, f32x4.extract_lane(score, 0));
+    if (rows > 1) store<f32>(at + rowBytes, f32x4.extract_lane(score, 1));
+    if (rows > 2) store<f32>(at + 2 * rowBytes, f32x4.extract_lane(score, 2));
+    if (rows > 3) store<f32>(at + 3 * rowBytes, f32x4.extract_lane(score, 3));
+    s += 16;
+  }
+}
+
+// acc[4][accStride] = acc · rescale (per row) + Σ_j p[j] (4 rows) · V[j], for `count` keys.
+// With `masked`, keys whose probability is 0 for all 4 rows are skipped and zero probabilities
+// zero their products, so non-finite values of masked keys cannot leak in.
+function accumulateValues(
+  probs: usize,
+  values: usize,
+  count: i32,
+  acc: usize,
+  rescale: v128,
+  masked: bool,
+): void {
+  const rowBytes = <usize>accStride * 4;
+  const wide = accStride & ~7;
+  for (let c = 0; c < wide; c += 8) {
+    const o = acc + <usize>c * 4;
+    let s = f32x4.shuffle(rescale, rescale, 0, 0, 0, 0);
+    let a0lo = f32x4.mul(v128.load(o), s);
+    let a0hi = f32x4.mul(v128.load(o, 16), s);
+    s = f32x4.shuffle(rescale, rescale, 1, 1, 1, 1);
+    let a1lo = f32x4.mul(v128.load(o + rowBytes), s);
+    let a1hi = f32x4.mul(v128.load(o + rowBytes, 16), s);
+    s = f32x4.shuffle(rescale, rescale, 2, 2, 2, 2);
+    let a2lo = f32x4.mul(v128.load(o + 2 * rowBytes), s);
+    let a2hi = f32x4.mul(v128.load(o + 2 * rowBytes, 16), s);
+    s = f32x4.shuffle(rescale, rescale, 3, 3, 3, 3);
+    let a3lo = f32x4.mul(v128.load(o + 3 * rowBytes), s);
+    let a3hi = f32x4.mul(v128.load(o + 3 * rowBytes, 16), s);
+    let pp = probs;
+    let vp = values + <usize>c * 4;
+    if (!masked) {
+      for (let j = 0; j < count; j++) {
+        const p = v128.load(pp);
+        const vlo = v128.load(vp);
+        const vhi = v128.load(vp, 16);
+        let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
+        a0lo = f32x4.add(a0lo, f32x4.mul(pr, vlo));
+        a0hi = f32x4.add(a0hi, f32x4.mul(pr, vhi));
+        pr = f32x4.shuffle(p, p, 1, 1, 1, 1);
+        a1lo = f32x4.add(a1lo, f32x4.mul(pr, vlo));
+        a1hi = f32x4.add(a1hi, f32x4.mul(pr, vhi));
+        pr = f32x4.shuffle(p, p, 2, 2, 2, 2);
+        a2lo = f32x4.add(a2lo, f32x4.mul(pr, vlo));
+        a2hi = f32x4.add(a2hi, f32x4.mul(pr, vhi));
+        pr = f32x4.shuffle(p, p, 3, 3, 3, 3);
+        a3lo = f32x4.add(a3lo, f32x4.mul(pr, vlo));
+        a3hi = f32x4.add(a3hi, f32x4.mul(pr, vhi));
+        pp += 16;
+        vp += vRowBytes;
+      }
+    } else {
+      for (let j = 0; j < count; j++) {
+        const p = v128.load(pp);
+        const live = f32x4.ne(p, f32x4.splat(0));
+        const liveBits = i32x4.bitmask(live);
+        if (liveBits != 0) {
+          let vlo = v128.load(vp);
+          let vhi = v128.load(vp, 16);
+          if (liveBits == 15) {
+            let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
+            a0lo = f32x4.add(a0lo, f32x4.mul(pr, vlo));
+            a0hi = f32x4.add(a0hi, f32x4.mul(pr, vhi));
+            pr = f32x4.shuffle(p, p, 1, 1, 1, 1);
+            a1lo = f32x4.add(a1lo, f32x4.mul(pr, vlo));
+            a1hi = f32x4.add(a1hi, f32x4.mul(pr, vhi));
+            pr = f32x4.shuffle(p, p, 2, 2, 2, 2);
+            a2lo = f32x4.add(a2lo, f32x4.mul(pr, vlo));
+            a2hi = f32x4.add(a2hi, f32x4.mul(pr, vhi));
+            pr = f32x4.shuffle(p, p, 3, 3, 3, 3);
+            a3lo = f32x4.add(a3lo, f32x4.mul(pr, vlo));
+            a3hi = f32x4.add(a3hi, f32x4.mul(pr, vhi));
+          } else {
+            let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
+            let keep = i32x4.shuffle(live, live, 0, 0, 0, 0);
+            a0lo = f32x4.add(a0lo, v128.and(f32x4.mul(pr, vlo), keep));
+            a0hi = f32x4.add(a0hi, v128.and(f32x4.mul(pr, vhi), keep));
+            pr = f32x4.shuffle(p, p, 1, 1, 1, 1);
+            keep = i32x4.shuffle(live, live, 1, 1, 1, 1);
+            a1lo = f32x4.add(a1lo, v128.and(f32x4.mul(pr, vlo), keep));
+            a1hi = f32x4.add(a1hi, v128.and(f32x4.mul(pr, vhi), keep));
+            pr = f32x4.shuffle(p, p, 2, 2, 2, 2);
+            keep = i32x4.shuffle(live, live, 2, 2, 2, 2);
+            a2lo = f32x4.add(a2lo, v128.and(f32x4.mul(pr, vlo), keep));
+            a2hi = f32x4.add(a2hi, v128.and(f32x4.mul(pr, vhi), keep));
+            pr = f32x4.shuffle(p, p, 3, 3, 3, 3);
+            keep = i32x4.shuffle(live, live, 3, 3, 3, 3);
+            a3lo = f32x4.add(a3lo, v128.and(f32x4.mul(pr, vlo), keep));
+            a3hi = f32x4.add(a3hi, v128.and(f32x4.mul(pr, vhi), keep));
+          }
+        }
+        pp += 16;
+        vp += vRowBytes;
+      }
+    }
+    v128.store(o, a0lo);
+    v128.store(o, a0hi, 16);
+    v128.store(o + rowBytes, a1lo);
+    v128.store(o + rowBytes, a1hi, 16);
+    v128.store(o + 2 * rowBytes, a2lo);
+    v128.store(o + 2 * rowBytes, a2hi, 16);
+    v128.store(o + 3 * rowBytes, a3lo);
+    v128.store(o + 3 * rowBytes, a3hi, 16);
+  }
+  if (wide < accStride)
+    accumulateValues4(
+      probs,
+      values + <usize>wide * 4,
+      count,
+      acc + <usize>wide * 4,
+      rescale,
+      masked,
+    );
+}
+
+// The last 4 value columns when Dv mod 8 is 1..4: the same update with one v128 per row.
+function accumulateValues4(
+  probs: usize,
+  values: usize,
+  count: i32,
+  o: usize,
+  rescale: v128,
+  masked: bool,
+): void {
+  const rowBytes = <usize>accStride * 4;
+  let a0 = f32x4.mul(v128.load(o), f32x4.shuffle(rescale, rescale, 0, 0, 0, 0));
+  let a1 = f32x4.mul(v128.load(o + rowBytes), f32x4.shuffle(rescale, rescale, 1, 1, 1, 1));
+  let a2 = f32x4.mul(v128.load(o + 2 * rowBytes), f32x4.shuffle(rescale, rescale, 2, 2, 2, 2));
+  let a3 = f32x4.mul(v128.load(o + 3 * rowBytes), f32x4.shuffle(rescale, rescale, 3, 3, 3, 3));
+  let pp = probs;
+  let vp = values;
+  for (let j = 0; j < count; j++) {
+    const p = v128.load(pp);
+    const live = masked ? f32x4.ne(p, f32x4.splat(0)) : i32x4.splat(-1);
+    if (v128.any_true(live)) {
+      const v = v128.load(vp);
+      a0 = f32x4.add(
+        a0,
+        v128.and(
+          f32x4.mul(f32x4.shuffle(p, p, 0, 0, 0, 0), v),
+          i32x4.shuffle(live, live, 0, 0, 0, 0),
+        ),
+      );
+      a1 = f32x4.add(
+        a1,
+        v128.and(
+          f32x4.mul(f32x4.shuffle(p, p, 1, 1, 1, 1), v),
+          i32x4.shuffle(live, live, 1, 1, 1, 1),
+        ),
+      );
+      a2 = f32x4.add(
+        a2,
+        v128.and(
+          f32x4.mul(f32x4.shuffle(p, p, 2, 2, 2, 2), v),
+          i32x4.shuffle(live, live, 2, 2, 2, 2),
+        ),
+      );
+      a3 = f32x4.add(
+        a3,
+        v128.and(
+          f32x4.mul(f32x4.shuffle(p, p, 3, 3, 3, 3), v),
+          i32x4.shuffle(live, live, 3, 3, 3, 3),
+        ),
+      );
+    }
+    pp += 16;
+    vp += vRowBytes;
+  }
+  v128.store(o, a0);
+  v128.store(o + rowBytes, a1);
+  v128.store(o + 2 * rowBytes, a2);
+  v128.store(o + 3 * rowBytes, a3);
+}
+
+// Divides each row by its softmax sum and writes output, lse and weights of the block's rows.
+// A row that saw no key (sum 0) gets zeros, lse = -Infinity and zero weights.
+function finishBlock(rowStart: i32, rows: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const row = rowStart + r;
+    const g = r >> 2;
+    const lane = r & 3;
+    const sum = load<f32>(rowSum + g * 16 + lane * 4);
+    const max = load<f32>(rowMax + g * 16 + lane * 4);
+    const inv: f32 = sum > 0 ? 1 / sum : 0;
+    const acc = accumulator + <usize>(g * 4 + lane) * accStride * 4;
+    const out = outHead + <usize>row * outRowStride * 4;
+    const invv = f32x4.splat(inv);
+    let c = 0;
+    for (; c + 4 <= valueDim; c += 4) {
+      v128.store(out + <usize>c * 4, f32x4.mul(v128.load(acc + <usize>c * 4), invv));
+    }
+    for (; c < valueDim; c++) store<f32>(out + <usize>c * 4, load<f32>(acc + <usize>c * 4) * inv);
+    if (sum == 0) {
+      // An all-masked row may have accumulated nothing but 0·x; make it exactly zero.
+      for (c = 0; c < valueDim; c++) store<f32>(out + <usize>c * 4, 0);
+    }
+    if (lseHead) {
+      store<f32>(lseHead + <usize>row * 4, sum > 0 ? <f32>((max + Math.log2(sum)) * LN2) : NEG_INF);
+    }
+    if (weightsHead) {
+      const reference = max == NEG_INF ? <f32>0 : max;
+      normalizeRow(weightsHead + <usize>row * nk * 4, nk, reference, inv);
+    }
+  }
+}
+
+// w[j] = 2^(w[j] − reference) · inv over one row of raw log2 scores.
+function normalizeRow(ptr: usize, count: i32, reference: f32, inv: f32): void {
+  const ref4 = f32x4.splat(reference);
+  const inv4 = f32x4.splat(inv);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const at = ptr + <usize>j * 4;
+    v128.store(at, f32x4.mul(exp2x4(f32x4.sub(v128.load(at), ref4)), inv4));
+  }
+  for (; j < count; j++) {
+    const at = ptr + <usize>j * 4;
+    store<f32>(at, f32x4.extract_lane(exp2x4(f32x4.splat(load<f32>(at) - reference)), 0) * inv);
+  }
+}

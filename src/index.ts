@@ -1,0 +1,14 @@
+// wasm-attention: attention mechanisms as SIMD WebAssembly for every JavaScript runtime.
+// The public API is documented in README.md; every export here is part of it.
+
+export { init, initSync } from "./init";
+export type { InitOptions, WasmSource } from "./runtime";
+export { AttentionError, type AttentionErrorCode } from "./errors";
+export { allocTensor, type Tensor, type WasmTensor } from "./tensor";
+export {
+  scaledDotProductAttention,
+  type ScaledDotProductAttentionOptions,
+  type AttentionResult,
+} from "./sdpa";
+export { softmax } from "./softmax";
+export { alibiSlopes } from "./alibi";

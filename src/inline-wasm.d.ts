@@ -1,0 +1,5 @@
+// Resolved at build time (scripts/build.mjs, vitest.config.ts) to the base64 text of a wasm build.
+declare module "inline-wasm:simd" {
+  const base64: string;
+  export default base64;
+}

@@ -1,0 +1,162 @@
+// Loading the kernels: init()/initSync() compile and instantiate the wasm, then every op reaches the
+// instance through kernels(). One instance per JavaScript realm (module-level state).
+
+import { SDPA_PARAMS_BYTES } from "../assembly/shared";
+import { AttentionError } from "./errors";
+import { Workspace } from "./workspace";
+
+/** The functions the wasm module exports (see assembly/index.ts). */
+export interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  sdpaScratchBytes(d: number, dv: number, keys: number): number;
+  sdpaForward(params: number, scratch: number, headBegin: number, headEnd: number): void;
+  softmaxForward(src: number, dst: number, outer: number, len: number, inner: number): void;
+}
+
+/** What init() accepts as the wasm: a compiled module, its bytes, or where to fetch them. */
+export type WasmSource =
+  WebAssembly.Module | BufferSource | URL | string | Response | PromiseLike<Response>;
+
+export interface InitOptions {
+  /**
+   * Worker threads to use. This release computes on the calling thread only; any other value is
+   * accepted and falls back to 1 with a console warning (ONNX Runtime Web's convention).
+   */
+  threads?: number | "auto";
+  /**
+   * Which build to run. This release ships the SIMD128 build; "auto" and "simd128" select it,
+   * "relaxed" falls back to it with a warning, "scalar" is refused (no scalar build yet).
+   */
+  simd?: "auto" | "relaxed" | "simd128" | "scalar";
+}
+
+export interface Kernels {
+  exports: KernelExports;
+  workspace: Workspace;
+  /** Address of the persistent parameter block shared by the ops (single-threaded). */
+  params: number;
+}
+
+let loaded: Kernels | undefined;
+
+/** The instance, or NOT_INITIALIZED naming the op that needed it. */
+export function kernels(op: string): Kernels {
+  if (!loaded) {
+    throw new AttentionError(
+      "NOT_INITIALIZED",
+      `${op}: wasm-attention is not initialised; call (and await) init() or call initSync() first`,
+    );
+  }
+  return loaded;
+}
+
+/** True once init() or initSync() has completed. */
+export function isInitialized(): boolean {
+  return loaded !== undefined;
+}
+
+export function checkInitOptions(options: InitOptions | undefined): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `init: options must be an object, got ${typeof options}`,
+    );
+  }
+  const { threads, simd } = options;
+  if (
+    threads !== undefined &&
+    threads !== "auto" &&
+    !(typeof threads === "number" && Number.isInteger(threads) && threads >= 0)
+  ) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `init: options.threads must be a non-negative integer or "auto", got ${String(threads)}`,
+    );
+  }
+  if (simd !== undefined && !["auto", "relaxed", "simd128", "scalar"].includes(simd)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `init: options.simd must be "auto", "relaxed", "simd128" or "scalar", got ${String(simd)}`,
+    );
+  }
+  if (simd === "scalar") {
+    throw new AttentionError(
+      "BAD_OPTION",
+      'init: options.simd "scalar" is not available in this release; only the SIMD128 build is shipped',
+    );
+  }
+  if (simd === "relaxed") {
+    console.warn('wasm-attention: simd "relaxed" is not shipped yet; using the SIMD128 build');
+  }
+  if (typeof threads === "number" && threads > 1) {
+    console.warn(
+      `wasm-attention: threads = ${threads} is not supported yet; computing on 1 thread`,
+    );
+  }
+}
+
+/** Instantiates a compiled module and makes it the active instance. */
+export function activate(module: WebAssembly.Module): void {
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(module, {});
+  } catch (err) {
+    throw new AttentionError(
+      "INIT_FAILED",
+      `init: the wasm module could not be instantiated: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const exports = instance.exports as unknown as KernelExports;
+  for (const name of ["memory", "heapBase", "sdpaForward", "sdpaScratchBytes", "softmaxForward"]) {
+    if (!(name in exports)) {
+      throw new AttentionError(
+        "INIT_FAILED",
+        `init: the wasm module has no export "${name}"; is it a wasm-attention build?`,
+      );
+    }
+  }
+  const workspace = new Workspace(exports.memory, exports.heapBase());
+  const params = workspace.alloc(SDPA_PARAMS_BYTES, "init");
+  loaded = { exports, workspace, params };
+}
+
+/** Compiles bytes synchronously, with a clear error when the runtime lacks SIMD. */
+export function compileSync(bytes: BufferSource): WebAssembly.Module {
+  try {
+    return new WebAssembly.Module(bytes);
+  } catch (err) {
+    throw compileError(err);
+  }
+}
+
+export async function compileAsync(bytes: BufferSource): Promise<WebAssembly.Module> {
+  try {
+    return await WebAssembly.compile(bytes);
+  } catch (err) {
+    throw compileError(err);
+  }
+}
+
+function compileError(err: unknown): AttentionError {
+  const detail = err instanceof Error ? err.message : String(err);
+  const hint =
+    typeof WebAssembly.validate === "function" && !simdSupported()
+      ? " This runtime does not support WebAssembly SIMD128, which this build needs."
+      : "";
+  return new AttentionError(
+    "INIT_FAILED",
+    `init: the wasm module could not be compiled: ${detail}.${hint}`,
+  );
+}
+
+// The smallest module using a v128 instruction: validate() tells whether SIMD128 is supported.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 8, 1, 6, 0, 65, 0, 253, 15,
+  11,
+]);
+
+export function simdSupported(): boolean {
+  return WebAssembly.validate(SIMD_PROBE);
+}

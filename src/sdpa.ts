@@ -1,0 +1,422 @@
+// scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
+
+import * as P from "../assembly/shared";
+import { Call, withCall } from "./call";
+import { AttentionError, formatShape } from "./errors";
+import { attentionDims, broadcastStrides } from "./shapes";
+import { checkTensor, describe, type Tensor } from "./tensor";
+import { Workspace } from "./workspace";
+
+/** Options of {@link scaledDotProductAttention}. */
+export interface ScaledDotProductAttentionOptions {
+  /**
+   * Boolean mask (Uint8Array: 1 = attend, 0 = masked out) or additive mask (Float32Array, added to
+   * the scaled scores, may hold -Infinity). Broadcasts, numpy-style, to [B, H, Nq, Nk].
+   */
+  mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
+  /** Keep keys j <= i + offset (see `align`). */
+  causal?: boolean;
+  /**
+   * Where the diagonal lies: query row i's diagonal key is i + offset with offset = Nk − Nq for
+   * "lower-right" (default; the queries are the last Nq positions, as in KV-cache decoding) and 0
+   * for "upper-left" (PyTorch's is_causal). Used by causal, window, ALiBi and globalTokens.
+   */
+  align?: "lower-right" | "upper-left";
+  /** Sliding window [left, right]: keep keys i+offset−left <= j <= i+offset+right; Infinity = unbounded. */
+  window?: readonly [left: number, right: number];
+  /** Multiplier of q·k; default 1/sqrt(D). */
+  scale?: number;
+  /** Soft capping: scores become softcap · tanh(score / softcap) before masks and biases. */
+  softcap?: number;
+  /** ALiBi slopes, one per query head: adds −slope_h · |i + offset − j| to the scores. */
+  alibiSlopes?: Float32Array;
+  /** Longformer-style global positions (key indices): they attend to and are attended by all. */
+  globalTokens?: Int32Array | readonly number[];
+  /** Not supported by the forward-only kernel yet; any p > 0 is refused with BAD_OPTION. */
+  dropout?: { p: number; seed: number };
+  /** Also return the softmax probabilities [B, H, Nq, Nk] (O(Nq·Nk) memory). */
+  returnWeights?: boolean;
+  /** Also return the log-sum-exp of each query row's scaled, masked scores, [B, H, Nq]. */
+  returnLse?: boolean;
+  /** Write the output here (length B·H·Nq·Dv) instead of a fresh array. Must not overlap k or v. */
+  out?: Float32Array;
+}
+
+/** What the attention ops return. Arrays are fresh copies owned by the caller (or `out`). */
+export interface AttentionResult {
+  output: Tensor;
+  weights?: Tensor;
+  lse?: Tensor;
+}
+
+interface MaskPlan {
+  tensor: Tensor<Uint8Array> | Tensor<Float32Array>;
+  kind: number;
+  strides: number[];
+}
+
+interface SdpaPlan {
+  B: number;
+  H: number;
+  Hkv: number;
+  Nq: number;
+  Nk: number;
+  D: number;
+  Dv: number;
+  lead: number[]; // query dims before [Nq, D]
+  scale: number;
+  softcap: number;
+  alibi?: Float32Array;
+  diagOffset: number;
+  structured: boolean;
+  windowLeft: number;
+  windowRight: number;
+  mask?: MaskPlan;
+  globalKeys?: Uint8Array;
+  globalRows?: Uint8Array;
+  returnWeights: boolean;
+  returnLse: boolean;
+  out?: Float32Array;
+}
+
+const OP = "scaledDotProductAttention";
+
+/**
+ * Scaled dot-product attention, softmax(scale · q·kᵀ + masks) · v, computed flash-style in SIMD
+ * WebAssembly with O(tile) working memory.
+ *
+ * q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (rank 3 [H,N,D] and rank 2 [N,D] mean B = 1, H = 1)
+ * → output [B,H,Nq,Dv] with the rank of q. When Hkv divides H, query head h uses kv head
+ * floor(h / (H / Hkv)) (grouped-query / multi-query attention). A query row with no visible key
+ * outputs zeros, zero weights and lse = -Infinity.
+ */
+export function scaledDotProductAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: ScaledDotProductAttentionOptions = {},
+): AttentionResult {
+  const plan = planSdpa(q, k, v, options);
+  return withCall(OP, bytesNeeded(q, k, v, plan), (call) => runSdpa(call, q, k, v, plan));
+}
+
+function planSdpa(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: ScaledDotProductAttentionOptions,
+): SdpaPlan {
+  checkTensor(OP, "q", q, ["float32"]);
+  checkTensor(OP, "k", k, ["float32"]);
+  checkTensor(OP, "v", v, ["float32"]);
+  if (typeof options !== "object" || options === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: options must be an object, got ${describe(options)}`,
+    );
+  }
+  const [B, H, Nq, D] = attentionDims(OP, "q", q);
+  const [Bk, Hkv, Nk, Dk] = attentionDims(OP, "k", k);
+  const [Bv, Hv, Nv, Dv] = attentionDims(OP, "v", v);
+  const mismatch = (name: string, got: readonly number[], want: string): never => {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${OP}: ${name} has shape ${formatShape(got)} but ${want}`,
+    );
+  };
+  if (D === 0) mismatch("q", q.shape, "the head dim D must be at least 1");
+  if (Dk !== D) mismatch("k", k.shape, `its last dim must equal q's head dim D = ${D}`);
+  if (Bk !== B) mismatch("k", k.shape, `its batch must equal q's batch B = ${B}`);
+  if (Hkv === 0 || H % Hkv !== 0) {
+    mismatch("k", k.shape, `its head count must divide q's H = ${H} (grouped-query attention)`);
+  }
+  if (Bv !== B || Hv !== Hkv || Nv !== Nk) {
+    mismatch("v", v.shape, `it must be [B,Hkv,Nk,Dv] = [${B},${Hkv},${Nk},Dv] to match k`);
+  }
+  if (Dv === 0) mismatch("v", v.shape, "the value dim Dv must be at least 1");
+  const lead = q.shape.slice(0, -2);
+
+  const align = options.align ?? "lower-right";
+  if (align !== "lower-right" && align !== "upper-left") {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: align must be "lower-right" or "upper-left", got ${describe(align)}`,
+    );
+  }
+  const diagOffset = align === "lower-right" ? Nk - Nq : 0;
+
+  let scale = 1 / Math.sqrt(D);
+  if (options.scale !== undefined) {
+    if (typeof options.scale !== "number" || !Number.isFinite(options.scale)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${OP}: scale must be a finite number, got ${describe(options.scale)}`,
+      );
+    }
+    scale = options.scale;
+  }
+
+  let softcap = 0;
+  if (options.softcap !== undefined) {
+    if (
+      typeof options.softcap !== "number" ||
+      !(options.softcap > 0) ||
+      !Number.isFinite(options.softcap)
+    ) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${OP}: softcap must be a positive finite number, got ${describe(options.softcap)}`,
+      );
+    }
+    softcap = options.softcap;
+  }
+
+  if (options.alibiSlopes !== undefined) {
+    if (!(options.alibiSlopes instanceof Float32Array)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${OP}: alibiSlopes must be a Float32Array, got ${describe(options.alibiSlopes)}`,
+      );
+    }
+    if (options.alibiSlopes.length !== H) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${OP}: alibiSlopes has shape [${options.alibiSlopes.length}] but must be [H] = [${H}] (one slope per query head)`,
+      );
+    }
+  }
+
+  // Causal is the window [∞, 0]; a window intersects with it.
+  let windowLeft = P.WINDOW_UNBOUNDED;
+  let windowRight = P.WINDOW_UNBOUNDED;
+  let structured = false;
+  if (options.window !== undefined) {
+    const w = options.window;
+    if (!Array.isArray(w) || w.length !== 2 || !w.every(isWindowBound)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${OP}: window must be [left, right], each an integer or Infinity, got ${describe(w)}`,
+      );
+    }
+    windowLeft = clampBound(w[0]);
+    windowRight = clampBound(w[1]);
+    structured = true;
+  }
+  if (options.causal !== undefined && typeof options.causal !== "boolean") {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: causal must be a boolean, got ${describe(options.causal)}`,
+    );
+  }
+  if (options.causal) {
+    windowRight = Math.min(windowRight, 0);
+    structured = true;
+  }
+
+  let globalKeys: Uint8Array | undefined;
+  let globalRows: Uint8Array | undefined;
+  if (options.globalTokens !== undefined && options.globalTokens.length > 0) {
+    const tokens = options.globalTokens;
+    if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${OP}: globalTokens must be an Int32Array, got ${describe(tokens)}`,
+      );
+    }
+    globalKeys = new Uint8Array(Nk);
+    globalRows = new Uint8Array(Nq);
+    for (const j of tokens) {
+      if (!Number.isInteger(j) || j < 0 || j >= Nk) {
+        throw new AttentionError(
+          "BAD_OPTION",
+          `${OP}: globalTokens holds ${j}, not a key index in [0, ${Nk})`,
+        );
+      }
+      globalKeys[j] = 1;
+      const row = j - diagOffset;
+      if (row >= 0 && row < Nq) globalRows[row] = 1;
+    }
+  }
+
+  let mask: MaskPlan | undefined;
+  if (options.mask !== undefined) {
+    checkTensor(OP, "mask", options.mask, ["uint8", "float32"]);
+    const kind = options.mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
+    const strides = broadcastStrides(OP, "mask", options.mask.shape, [B, H, Nq, Nk], "[B,H,Nq,Nk]");
+    mask = { tensor: options.mask, kind, strides };
+  }
+
+  if (options.dropout !== undefined && options.dropout.p !== 0) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: dropout (p = ${describe(options.dropout.p)}) is not supported by this release; pass p = 0 or omit it`,
+    );
+  }
+
+  const outLength = B * H * Nq * Dv;
+  if (options.out !== undefined) {
+    if (!(options.out instanceof Float32Array)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${OP}: out must be a Float32Array, got ${describe(options.out)}`,
+      );
+    }
+    if (options.out.length !== outLength) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${OP}: out has ${options.out.length} elements but the output ${formatShape([...lead, Nq, Dv])} needs ${outLength}`,
+      );
+    }
+  }
+
+  return {
+    B,
+    H,
+    Hkv,
+    Nq,
+    Nk,
+    D,
+    Dv,
+    lead,
+    scale,
+    softcap,
+    alibi: options.alibiSlopes,
+    diagOffset,
+    structured,
+    windowLeft,
+    windowRight,
+    mask,
+    globalKeys,
+    globalRows,
+    returnWeights: options.returnWeights === true,
+    returnLse: options.returnLse === true,
+    out: options.out,
+  };
+}
+
+function isWindowBound(x: unknown): boolean {
+  return typeof x === "number" && (Number.isInteger(x) || x === Infinity);
+}
+
+function clampBound(x: number): number {
+  return Math.max(-P.WINDOW_UNBOUNDED, Math.min(P.WINDOW_UNBOUNDED, x));
+}
+
+function bytesNeeded(q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): number {
+  const block = Workspace.blockSize;
+  let bytes = block(q.data.byteLength) + block(k.data.byteLength) + block(v.data.byteLength);
+  bytes += block(p.B * p.H * p.Nq * p.Dv * 4);
+  if (p.mask) bytes += block(p.mask.tensor.data.byteLength);
+  if (p.returnWeights) bytes += block(p.B * p.H * p.Nq * p.Nk * 4);
+  if (p.returnLse) bytes += block(p.B * p.H * p.Nq * 4);
+  if (p.globalKeys) bytes += block(p.Nk) + block(p.Nq);
+  // Scratch: packed keys (Nk·D floats) plus a few query-block-sized buffers.
+  bytes += block(Math.ceil(p.Nk / 8) * 8 * p.D * 4 + 64 * (p.D + p.Dv + 72) * 4 + p.Nk);
+  return bytes;
+}
+
+function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): AttentionResult {
+  const { exports, params } = call.kernels;
+  const ws = call.workspace;
+  const qPtr = call.inputF32(q, "q");
+  const kPtr = call.inputF32(k, "k");
+  const vPtr = call.inputF32(v, "v");
+  const outLength = p.B * p.H * p.Nq * p.Dv;
+  const outInPlace = p.out !== undefined && p.out.buffer === ws.buffer;
+  const outPtr = outInPlace ? p.out!.byteOffset : call.alloc(outLength * 4, "output");
+  const weightsLength = p.B * p.H * p.Nq * p.Nk;
+  const weightsPtr = p.returnWeights ? call.alloc(weightsLength * 4, "weights") : 0;
+  const lsePtr = p.returnLse ? call.alloc(p.B * p.H * p.Nq * 4, "lse") : 0;
+  let maskPtr = 0;
+  if (p.mask) {
+    const t = p.mask.tensor;
+    maskPtr =
+      t.data instanceof Uint8Array
+        ? call.inputU8(t as Tensor<Uint8Array>, "mask")
+        : call.inputF32(t as Tensor, "mask");
+  }
+  let alibiPtr = 0;
+  if (p.alibi) {
+    alibiPtr = call.alloc(p.H * 4, "alibiSlopes");
+    ws.f32.set(p.alibi, alibiPtr >>> 2);
+  }
+  let globalKeysPtr = 0;
+  let globalRowsPtr = 0;
+  if (p.globalKeys && p.globalRows) {
+    globalKeysPtr = call.alloc(p.Nk, "globalTokens");
+    ws.u8.set(p.globalKeys, globalKeysPtr);
+    globalRowsPtr = call.alloc(p.Nq, "globalTokens");
+    ws.u8.set(p.globalRows, globalRowsPtr);
+  }
+  const scratch = call.alloc(exports.sdpaScratchBytes(p.D, p.Dv, p.Nk), "scratch");
+
+  const i32 = ws.i32;
+  const f32 = ws.f32;
+  const at = params >>> 2;
+  const set = (offset: number, value: number): void => {
+    i32[at + offset / 4] = value;
+  };
+  set(P.SDPA_Q, qPtr);
+  set(P.SDPA_K, kPtr);
+  set(P.SDPA_V, vPtr);
+  set(P.SDPA_OUT, outPtr);
+  set(P.SDPA_WEIGHTS, weightsPtr);
+  set(P.SDPA_LSE, lsePtr);
+  set(P.SDPA_MASK, maskPtr);
+  set(P.SDPA_MASK_KIND, p.mask ? p.mask.kind : P.MASK_NONE);
+  const ms = p.mask ? p.mask.strides : [0, 0, 0, 0];
+  set(P.SDPA_MASK_STRIDE_B, ms[0]);
+  set(P.SDPA_MASK_STRIDE_H, ms[1]);
+  set(P.SDPA_MASK_STRIDE_Q, ms[2]);
+  set(P.SDPA_MASK_STRIDE_K, ms[3]);
+  set(P.SDPA_B, p.B);
+  set(P.SDPA_H, p.H);
+  set(P.SDPA_HKV, p.Hkv);
+  set(P.SDPA_NQ, p.Nq);
+  set(P.SDPA_NK, p.Nk);
+  set(P.SDPA_D, p.D);
+  set(P.SDPA_DV, p.Dv);
+  f32[at + P.SDPA_SCALE / 4] = p.scale;
+  f32[at + P.SDPA_SOFTCAP / 4] = p.softcap;
+  set(P.SDPA_ALIBI, alibiPtr);
+  set(P.SDPA_DIAG_OFFSET, p.diagOffset);
+  set(P.SDPA_STRUCTURED, p.structured ? 1 : 0);
+  set(P.SDPA_WINDOW_LEFT, p.windowLeft);
+  set(P.SDPA_WINDOW_RIGHT, p.windowRight);
+  set(P.SDPA_GLOBAL_KEYS, globalKeysPtr);
+  set(P.SDPA_GLOBAL_ROWS, globalRowsPtr);
+  // Contiguous [B, H, N, D] layouts.
+  set(P.SDPA_Q_STRIDE_B, p.H * p.Nq * p.D);
+  set(P.SDPA_Q_STRIDE_H, p.Nq * p.D);
+  set(P.SDPA_Q_STRIDE_ROW, p.D);
+  set(P.SDPA_K_STRIDE_B, p.Hkv * p.Nk * p.D);
+  set(P.SDPA_K_STRIDE_H, p.Nk * p.D);
+  set(P.SDPA_K_STRIDE_ROW, p.D);
+  set(P.SDPA_V_STRIDE_B, p.Hkv * p.Nk * p.Dv);
+  set(P.SDPA_V_STRIDE_H, p.Nk * p.Dv);
+  set(P.SDPA_V_STRIDE_ROW, p.Dv);
+  set(P.SDPA_OUT_STRIDE_B, p.H * p.Nq * p.Dv);
+  set(P.SDPA_OUT_STRIDE_H, p.Nq * p.Dv);
+  set(P.SDPA_OUT_STRIDE_ROW, p.Dv);
+
+  exports.sdpaForward(params, scratch, 0, p.B * p.H);
+
+  const output: Tensor = {
+    data: outInPlace ? p.out! : call.outputF32(outPtr, outLength, p.out),
+    shape: [...p.lead, p.Nq, p.Dv],
+  };
+  const result: AttentionResult = { output };
+  if (p.returnWeights) {
+    result.weights = {
+      data: call.outputF32(weightsPtr, weightsLength),
+      shape: [...p.lead, p.Nq, p.Nk],
+    };
+  }
+  if (p.returnLse) {
+    result.lse = {
+      data: call.outputF32(lsePtr, p.B * p.H * p.Nq),
+      shape: [...p.lead, p.Nq],
+    };
+  }
+  return result;
+}

@@ -1,0 +1,51 @@
+// softmax(x, { axis }) on the vector exp of the kernels (assembly/softmax.ts).
+
+import { withCall } from "./call";
+import { AttentionError, formatShape } from "./errors";
+import { product } from "./shapes";
+import { checkTensor, describe, type Tensor } from "./tensor";
+import { Workspace } from "./workspace";
+
+const OP = "softmax";
+
+/**
+ * Numerically stable softmax along `axis` (default -1, the last). Only -Infinity counts as masked:
+ * a line of all -Infinity gives zeros, never NaN.
+ */
+export function softmax(x: Tensor, options: { axis?: number; out?: Float32Array } = {}): Tensor {
+  checkTensor(OP, "x", x, ["float32"]);
+  const rank = x.shape.length;
+  const axisOption = options.axis ?? -1;
+  if (
+    !Number.isInteger(axisOption) ||
+    axisOption < -Math.max(rank, 1) ||
+    axisOption >= Math.max(rank, 1)
+  ) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: axis must be an integer in [${-rank}, ${rank - 1}] for x of shape ${formatShape(x.shape)}, got ${describe(options.axis)}`,
+    );
+  }
+  const n = x.data.length;
+  if (
+    options.out !== undefined &&
+    (!(options.out instanceof Float32Array) || options.out.length !== n)
+  ) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${OP}: out must be a Float32Array of ${n} elements (shape ${formatShape(x.shape)}), got ${describe(options.out)}`,
+    );
+  }
+  const shape = [...x.shape];
+  if (rank === 0) return { data: options.out ?? new Float32Array([1]), shape };
+  const axis = axisOption < 0 ? axisOption + rank : axisOption;
+  const outer = product(x.shape.slice(0, axis));
+  const len = x.shape[axis];
+  const inner = product(x.shape.slice(axis + 1));
+  return withCall(OP, 2 * Workspace.blockSize(n * 4), (call) => {
+    const src = call.inputF32(x, "x");
+    const dst = call.alloc(n * 4, "output");
+    if (n > 0) call.kernels.exports.softmaxForward(src, dst, outer, len, inner);
+    return { data: call.outputF32(dst, n, options.out), shape };
+  });
+}

@@ -1,0 +1,180 @@
+// Tensors: plain { data, shape } objects, and WasmTensor, a tensor whose data lives in WASM memory
+// so that ops use it without copying.
+
+import { AttentionError, formatShape } from "./errors";
+import { kernels } from "./runtime";
+import type { Workspace } from "./workspace";
+
+/** A row-major tensor: `data.length` equals the product of `shape`. */
+export interface Tensor<T extends Float32Array | Uint8Array = Float32Array> {
+  data: T;
+  shape: readonly number[];
+}
+
+/** A tensor stored in WASM memory. `data` is re-viewed on every access, so it stays valid across
+ * memory growth, until `free()`; any use after `free()` throws. */
+export interface WasmTensor<T extends Float32Array | Uint8Array = Float32Array> extends Tensor<T> {
+  /** Byte address in WASM linear memory. */
+  readonly byteOffset: number;
+  free(): void;
+}
+
+class WasmTensorImpl<T extends Float32Array | Uint8Array> implements WasmTensor<T> {
+  readonly shape: readonly number[];
+  readonly #workspace: Workspace;
+  readonly #ptr: number;
+  readonly #length: number;
+  readonly #dtype: "float32" | "uint8";
+  #freed = false;
+
+  constructor(
+    workspace: Workspace,
+    ptr: number,
+    shape: readonly number[],
+    dtype: "float32" | "uint8",
+  ) {
+    this.#workspace = workspace;
+    this.#ptr = ptr;
+    this.shape = Object.freeze([...shape]);
+    this.#length = shape.reduce((a, b) => a * b, 1);
+    this.#dtype = dtype;
+  }
+
+  get data(): T {
+    this.#check("data");
+    const buffer = this.#workspace.buffer;
+    return (
+      this.#dtype === "float32"
+        ? new Float32Array(buffer, this.#ptr, this.#length)
+        : new Uint8Array(buffer, this.#ptr, this.#length)
+    ) as T;
+  }
+
+  get byteOffset(): number {
+    this.#check("byteOffset");
+    return this.#ptr;
+  }
+
+  get dtype(): "float32" | "uint8" {
+    return this.#dtype;
+  }
+
+  /** The address, for ops that read this tensor in place. */
+  pointer(what: string): number {
+    this.#check(what);
+    return this.#ptr;
+  }
+
+  belongsTo(workspace: Workspace): boolean {
+    return this.#workspace === workspace;
+  }
+
+  free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    this.#workspace.release(this.#ptr);
+  }
+
+  #check(what: string): void {
+    if (this.#freed) {
+      throw new AttentionError(
+        "DISPOSED",
+        `${what}: this WasmTensor ${formatShape(this.shape)} was freed`,
+      );
+    }
+  }
+}
+
+/**
+ * Allocates a zero-filled tensor in WASM memory. Ops read it in place (no copy), which pays off for
+ * large or repeated inputs such as a KV cache. Call `free()` when done.
+ */
+export function allocTensor(shape: readonly number[], dtype?: "float32"): WasmTensor<Float32Array>;
+export function allocTensor(shape: readonly number[], dtype: "uint8"): WasmTensor<Uint8Array>;
+export function allocTensor(
+  shape: readonly number[],
+  dtype: "float32" | "uint8" = "float32",
+): WasmTensor<Float32Array> | WasmTensor<Uint8Array> {
+  const { workspace } = kernels("allocTensor");
+  checkShape("allocTensor", "shape", shape);
+  if (dtype !== "float32" && dtype !== "uint8") {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `allocTensor: dtype must be "float32" or "uint8", got ${String(dtype)}`,
+    );
+  }
+  const length = shape.reduce((a, b) => a * b, 1);
+  const bytes = length * (dtype === "float32" ? 4 : 1);
+  const ptr = workspace.alloc(bytes, "allocTensor");
+  workspace.u8.fill(0, ptr, ptr + bytes);
+  return dtype === "float32"
+    ? new WasmTensorImpl<Float32Array>(workspace, ptr, shape, dtype)
+    : new WasmTensorImpl<Uint8Array>(workspace, ptr, shape, dtype);
+}
+
+/** The in-place address of a live WasmTensor of this instance, or undefined for ordinary tensors. */
+export function wasmAddress(
+  tensor: Tensor<Float32Array | Uint8Array>,
+  workspace: Workspace,
+  what: string,
+): number | undefined {
+  if (tensor instanceof WasmTensorImpl && tensor.belongsTo(workspace)) return tensor.pointer(what);
+  return undefined;
+}
+
+export function checkShape(
+  op: string,
+  name: string,
+  shape: unknown,
+): asserts shape is readonly number[] {
+  if (!Array.isArray(shape) || !shape.every((n) => Number.isInteger(n) && n >= 0)) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: ${name} must be an array of non-negative integers, got ${describe(shape)}`,
+    );
+  }
+}
+
+/** Checks that `value` is a Tensor with the given element type and consistent length. */
+export function checkTensor(
+  op: string,
+  name: string,
+  value: unknown,
+  dtypes: ReadonlyArray<"float32" | "uint8">,
+): asserts value is Tensor<Float32Array | Uint8Array> {
+  if (typeof value !== "object" || value === null || !("data" in value) || !("shape" in value)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: ${name} must be a tensor { data, shape }, got ${describe(value)}`,
+    );
+  }
+  const { data, shape } = value as { data: unknown; shape: unknown };
+  checkShape(op, `${name}.shape`, shape);
+  const ok =
+    (dtypes.includes("float32") && data instanceof Float32Array) ||
+    (dtypes.includes("uint8") && data instanceof Uint8Array);
+  if (!ok) {
+    const want = dtypes.map((d) => (d === "float32" ? "Float32Array" : "Uint8Array")).join(" or ");
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name}.data must be a ${want}, got ${describe(data)}`,
+    );
+  }
+  const length = shape.reduce((a, b) => a * b, 1);
+  if ((data as Float32Array | Uint8Array).length !== length) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: ${name}.data has ${(data as Float32Array).length} elements but shape ${formatShape(shape)} needs ${length}`,
+    );
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value))
+    return `array [${value.slice(0, 8).map(String).join(",")}${value.length > 8 ? ",..." : ""}]`;
+  if (ArrayBuffer.isView(value))
+    return `${value.constructor.name}(${(value as Uint8Array).length})`;
+  if (typeof value === "object") return value.constructor?.name ?? "object";
+  return `${typeof value} ${String(value)}`;
+}
