@@ -374,12 +374,15 @@ function groupTile(
 
   const queryGroup = packedQuery + <usize>g * 16 * headDim;
   const groupScores = scores + <usize>g * SCORE_GROUP_BYTES;
-  computeScores(queryGroup, groupScores, keyStart, first, end);
+  const panelsMax = computeScores(queryGroup, groupScores, keyStart, first, end);
 
   let tileMax: v128;
   const masked = bandMask || maskKind != 0;
   if (masked || softcap2 != 0 || alibiSlope2 != 0) {
     tileMax = adjustScores(groupScores, groupRow, rows, keyStart, first, end, bandMask);
+  } else if (((first | end) & (KEY_PANEL - 1)) == 0) {
+    // The panels cover exactly first..end-1: their max is the tile max.
+    tileMax = panelsMax;
   } else {
     tileMax = f32x4.splat(NEG_INF);
     let s = groupScores + <usize>(first - keyStart) * 16;
@@ -418,20 +421,22 @@ function groupTile(
 }
 
 // Scores of the group's 4 rows against the 8-key panels covering first..end-1, stored transposed
-// (one v128 of 4 rows per key) at groupScores + (key − keyStart)·16.
+// (one v128 of 4 rows per key) at groupScores + (key − keyStart)·16. Returns the per-row max over
+// all computed panels (which may include keys outside first..end-1).
 function computeScores(
   queryGroup: usize,
   groupScores: usize,
   keyStart: i32,
   first: i32,
   end: i32,
-): void {
+): v128 {
   const d = headDim;
   const panelBytes = <usize>KEY_PANEL * d * 4;
   const firstPanel = first / KEY_PANEL;
   const endPanel = (end + KEY_PANEL - 1) / KEY_PANEL;
   let panel = packedKeys + <usize>firstPanel * panelBytes;
   let dst = groupScores + <usize>(firstPanel * KEY_PANEL - keyStart) * 16;
+  let panelsMax = f32x4.splat(NEG_INF);
   for (let p = firstPanel; p < endPanel; p++) {
     let r0lo = f32x4.splat(0);
     let r0hi = f32x4.splat(0);
@@ -443,20 +448,20 @@ function computeScores(
     let r3hi = f32x4.splat(0);
     let qp = queryGroup;
     let kp = panel;
-    for (let i = 0; i < d; i++) {
-      const q = v128.load(qp);
+    const qEnd = queryGroup + <usize>d * 16;
+    while (qp < qEnd) {
       const klo = v128.load(kp);
       const khi = v128.load(kp, 16);
-      let qr = f32x4.shuffle(q, q, 0, 0, 0, 0);
+      let qr = v128.load32_splat(qp);
       r0lo = f32x4.add(r0lo, f32x4.mul(qr, klo));
       r0hi = f32x4.add(r0hi, f32x4.mul(qr, khi));
-      qr = f32x4.shuffle(q, q, 1, 1, 1, 1);
+      qr = v128.load32_splat(qp, 4);
       r1lo = f32x4.add(r1lo, f32x4.mul(qr, klo));
       r1hi = f32x4.add(r1hi, f32x4.mul(qr, khi));
-      qr = f32x4.shuffle(q, q, 2, 2, 2, 2);
+      qr = v128.load32_splat(qp, 8);
       r2lo = f32x4.add(r2lo, f32x4.mul(qr, klo));
       r2hi = f32x4.add(r2hi, f32x4.mul(qr, khi));
-      qr = f32x4.shuffle(q, q, 3, 3, 3, 3);
+      qr = v128.load32_splat(qp, 12);
       r3lo = f32x4.add(r3lo, f32x4.mul(qr, klo));
       r3hi = f32x4.add(r3hi, f32x4.mul(qr, khi));
       qp += 16;
@@ -467,21 +472,38 @@ function computeScores(
     let t1 = f32x4.shuffle(r2lo, r3lo, 0, 4, 1, 5);
     let t2 = f32x4.shuffle(r0lo, r1lo, 2, 6, 3, 7);
     let t3 = f32x4.shuffle(r2lo, r3lo, 2, 6, 3, 7);
-    v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5));
-    v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), 16);
-    v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), 32);
-    v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), 48);
+    let key = f32x4.shuffle(t0, t1, 0, 1, 4, 5);
+    v128.store(dst, key);
+    let max = key;
+    key = f32x4.shuffle(t0, t1, 2, 3, 6, 7);
+    v128.store(dst, key, 16);
+    max = f32x4.pmax(max, key);
+    key = f32x4.shuffle(t2, t3, 0, 1, 4, 5);
+    v128.store(dst, key, 32);
+    max = f32x4.pmax(max, key);
+    key = f32x4.shuffle(t2, t3, 2, 3, 6, 7);
+    v128.store(dst, key, 48);
+    max = f32x4.pmax(max, key);
     t0 = f32x4.shuffle(r0hi, r1hi, 0, 4, 1, 5);
     t1 = f32x4.shuffle(r2hi, r3hi, 0, 4, 1, 5);
     t2 = f32x4.shuffle(r0hi, r1hi, 2, 6, 3, 7);
     t3 = f32x4.shuffle(r2hi, r3hi, 2, 6, 3, 7);
-    v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5), 64);
-    v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), 80);
-    v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), 96);
-    v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), 112);
+    key = f32x4.shuffle(t0, t1, 0, 1, 4, 5);
+    v128.store(dst, key, 64);
+    max = f32x4.pmax(max, key);
+    key = f32x4.shuffle(t0, t1, 2, 3, 6, 7);
+    v128.store(dst, key, 80);
+    max = f32x4.pmax(max, key);
+    key = f32x4.shuffle(t2, t3, 0, 1, 4, 5);
+    v128.store(dst, key, 96);
+    max = f32x4.pmax(max, key);
+    key = f32x4.shuffle(t2, t3, 2, 3, 6, 7);
+    v128.store(dst, key, 112);
+    panelsMax = f32x4.pmax(panelsMax, f32x4.pmax(max, key));
     panel += panelBytes;
     dst += KEY_PANEL * 16;
   }
+  return panelsMax;
 }
 
 // Applies, in order, softcap, ALiBi, the mask and the causal/window/global band to the scores of
@@ -602,6 +624,8 @@ function accumulateValues(
 ): void {
   const rowBytes = <usize>accStride * 4;
   const wide = accStride & ~7;
+  const valueStep = <usize>vRowBytes;
+  const probsEnd = probs + <usize>count * 16;
   for (let c = 0; c < wide; c += 8) {
     const o = acc + <usize>c * 4;
     let s = f32x4.shuffle(rescale, rescale, 0, 0, 0, 0);
@@ -619,27 +643,26 @@ function accumulateValues(
     let pp = probs;
     let vp = values + <usize>c * 4;
     if (!masked) {
-      for (let j = 0; j < count; j++) {
-        const p = v128.load(pp);
+      while (pp < probsEnd) {
         const vlo = v128.load(vp);
         const vhi = v128.load(vp, 16);
-        let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
+        let pr = v128.load32_splat(pp);
         a0lo = f32x4.add(a0lo, f32x4.mul(pr, vlo));
         a0hi = f32x4.add(a0hi, f32x4.mul(pr, vhi));
-        pr = f32x4.shuffle(p, p, 1, 1, 1, 1);
+        pr = v128.load32_splat(pp, 4);
         a1lo = f32x4.add(a1lo, f32x4.mul(pr, vlo));
         a1hi = f32x4.add(a1hi, f32x4.mul(pr, vhi));
-        pr = f32x4.shuffle(p, p, 2, 2, 2, 2);
+        pr = v128.load32_splat(pp, 8);
         a2lo = f32x4.add(a2lo, f32x4.mul(pr, vlo));
         a2hi = f32x4.add(a2hi, f32x4.mul(pr, vhi));
-        pr = f32x4.shuffle(p, p, 3, 3, 3, 3);
+        pr = v128.load32_splat(pp, 12);
         a3lo = f32x4.add(a3lo, f32x4.mul(pr, vlo));
         a3hi = f32x4.add(a3hi, f32x4.mul(pr, vhi));
         pp += 16;
-        vp += vRowBytes;
+        vp += valueStep;
       }
     } else {
-      for (let j = 0; j < count; j++) {
+      while (pp < probsEnd) {
         const p = v128.load(pp);
         const live = f32x4.ne(p, f32x4.splat(0));
         const liveBits = i32x4.bitmask(live);
@@ -679,7 +702,7 @@ function accumulateValues(
           }
         }
         pp += 16;
-        vp += vRowBytes;
+        vp += valueStep;
       }
     }
     v128.store(o, a0lo);

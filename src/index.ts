@@ -2,7 +2,7 @@
 // The public API is documented in README.md; every export here is part of it.
 
 export { init, initSync } from "./init";
-export type { InitOptions, WasmSource } from "./runtime";
+export { memoryStats, type InitOptions, type WasmSource } from "./runtime";
 export { AttentionError, type AttentionErrorCode } from "./errors";
 export { allocTensor, type Tensor, type WasmTensor } from "./tensor";
 export {

@@ -160,3 +160,10 @@ const SIMD_PROBE = new Uint8Array([
 export function simdSupported(): boolean {
   return WebAssembly.validate(SIMD_PROBE);
 }
+
+/** WASM memory of the instance: its size (grow-only, so also the peak) and the bytes held by live
+ * allocations (WasmTensors, MultiHeadAttention weights, caches). */
+export function memoryStats(): { memoryBytes: number; bytesInUse: number } {
+  const { workspace } = kernels("memoryStats");
+  return { memoryBytes: workspace.buffer.byteLength, bytesInUse: workspace.bytesInUse };
+}
