@@ -9,8 +9,9 @@
 // Additive masks and ALiBi biases are converted to log2 units when they are added.
 //
 // Layouts (all f32):
-//   packed keys   [ceil(Nk/8)][D][8]: panels of 8 keys, one panel per 8 keys, zero-padded past Nk.
-//                 Packed once per (batch, kv head) and reused by every query head of the group.
+//   packed keys   [KEY_TILE/8][D][8]: the current key tile in panels of 8 keys, zero-padded past
+//                 Nk. Packed (with 4×4 transposes) each time a query block visits the tile, so the
+//                 working memory stays O(tile) even for a long KV cache.
 //   packed query  [QUERY_BLOCK/4][D][4]: groups of 4 rows, the 4 rows' values of each d side by side.
 //   scores        [QUERY_BLOCK/4][KEY_TILE][4]: per group, one v128 per key holding the group's 4 rows.
 //                 This transposed layout makes row max and row sum plain vertical vector ops, and lets
@@ -101,12 +102,14 @@ let globalKeys: usize = 0;
 let globalRows: usize = 0;
 let numTiles: i32 = 0;
 let qRowStride: i32 = 0;
+let kRowBytes: i32 = 0;
 let vRowBytes: i32 = 0;
 let outRowStride: i32 = 0;
 
 // ---- The current head ----
 let alibiSlope2: f32 = 0; // ALiBi slope in log2 units, 0 = none
 let qHead: usize = 0;
+let kHead: usize = 0;
 let vHead: usize = 0;
 let outHead: usize = 0;
 let maskHead: usize = 0;
@@ -128,9 +131,8 @@ function alignUp(x: usize, to: usize): usize {
 
 // Lays the scratch regions out from `scratch`; returns the end address.
 function layoutScratch(scratch: usize, d: i32, dv: i32, keys: i32): usize {
-  const panels = (keys + KEY_PANEL - 1) / KEY_PANEL;
   packedKeys = scratch;
-  packedQuery = alignUp(packedKeys + <usize>panels * KEY_PANEL * d * 4, 64);
+  packedQuery = alignUp(packedKeys + <usize>KEY_TILE * d * 4, 64);
   scores = alignUp(packedQuery + <usize>QUERY_BLOCK * d * 4, 64);
   accumulator = alignUp(scores + <usize>GROUPS_PER_BLOCK * SCORE_GROUP_BYTES, 64);
   rowMax = alignUp(accumulator + <usize>QUERY_BLOCK * alignUp(dv, 4) * 4, 64);
@@ -169,6 +171,7 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
   globalKeys = load<usize>(params + SDPA_GLOBAL_KEYS);
   globalRows = load<usize>(params + SDPA_GLOBAL_ROWS);
   qRowStride = load<i32>(params + SDPA_Q_STRIDE_ROW);
+  kRowBytes = load<i32>(params + SDPA_K_STRIDE_ROW) * 4;
   vRowBytes = load<i32>(params + SDPA_V_STRIDE_ROW) * 4;
   outRowStride = load<i32>(params + SDPA_OUT_STRIDE_ROW);
   const qScale = load<f32>(params + SDPA_SCALE) * LOG2E;
@@ -180,27 +183,20 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
   numTiles = (nk + KEY_TILE - 1) / KEY_TILE;
   markGlobalTiles();
 
-  let packedFor = -1;
   for (let bh = headBegin; bh < headEnd; bh++) {
     const b = bh / numHeads;
     const h = bh - b * numHeads;
-    const kvHead = b * (numHeads / groupSize) + h / groupSize;
-    if (kvHead != packedFor) {
-      const kvB = kvHead / (numHeads / groupSize);
-      const kvH = kvHead - kvB * (numHeads / groupSize);
-      const kBase =
-        load<usize>(params + SDPA_K) +
-        (<usize>kvB * load<i32>(params + SDPA_K_STRIDE_B) +
-          <usize>kvH * load<i32>(params + SDPA_K_STRIDE_H)) *
-          4;
-      packKeys(kBase, load<i32>(params + SDPA_K_STRIDE_ROW));
-      packedFor = kvHead;
-      vHead =
-        load<usize>(params + SDPA_V) +
-        (<usize>kvB * load<i32>(params + SDPA_V_STRIDE_B) +
-          <usize>kvH * load<i32>(params + SDPA_V_STRIDE_H)) *
-          4;
-    }
+    const kvH = h / groupSize;
+    kHead =
+      load<usize>(params + SDPA_K) +
+      (<usize>b * load<i32>(params + SDPA_K_STRIDE_B) +
+        <usize>kvH * load<i32>(params + SDPA_K_STRIDE_H)) *
+        4;
+    vHead =
+      load<usize>(params + SDPA_V) +
+      (<usize>b * load<i32>(params + SDPA_V_STRIDE_B) +
+        <usize>kvH * load<i32>(params + SDPA_V_STRIDE_H)) *
+        4;
     qHead =
       load<usize>(params + SDPA_Q) +
       (<usize>b * load<i32>(params + SDPA_Q_STRIDE_B) +
@@ -243,26 +239,48 @@ function anyGlobalRow(first: i32, count: i32): bool {
   return false;
 }
 
-// Packs the keys of one (batch, kv head) into panels [D][8], zero-padding the last panel.
-function packKeys(kBase: usize, kRowStride: i32): void {
+// Packs keys keyStart..keyEnd-1 (one tile) into 8-key panels [D][8], zero-padding the last panel.
+// Blocks of 4 keys × 4 dims go through a 4×4 register transpose; the d tail is copied one by one.
+function packKeyTile(keyStart: i32, keyEnd: i32): void {
   const d = headDim;
-  const panels = (nk + KEY_PANEL - 1) / KEY_PANEL;
-  for (let p = 0; p < panels; p++) {
-    const panel = packedKeys + <usize>p * KEY_PANEL * d * 4;
-    for (let c = 0; c < KEY_PANEL; c++) {
-      const key = p * KEY_PANEL + c;
-      let dst = panel + c * 4;
-      if (key < nk) {
-        let src = kBase + <usize>key * kRowStride * 4;
-        for (let i = 0; i < d; i++) {
-          store<f32>(dst, load<f32>(src));
-          src += 4;
-          dst += KEY_PANEL * 4;
+  const d4 = d & ~3;
+  const panelBytes = <usize>KEY_PANEL * d * 4;
+  const rowBytes = <usize>kRowBytes;
+  const padEnd = (keyEnd + KEY_PANEL - 1) & ~(KEY_PANEL - 1);
+  for (let key = keyStart; key < padEnd; key += 4) {
+    const column = packedKeys + <usize>((key - keyStart) >> 3) * panelBytes + <usize>(key & 7) * 4;
+    const src = kHead + <usize>key * rowBytes;
+    if (key + 4 <= keyEnd) {
+      for (let i = 0; i < d4; i += 4) {
+        const at = src + <usize>i * 4;
+        const k0 = v128.load(at);
+        const k1 = v128.load(at + rowBytes);
+        const k2 = v128.load(at + 2 * rowBytes);
+        const k3 = v128.load(at + 3 * rowBytes);
+        const t0 = f32x4.shuffle(k0, k1, 0, 4, 1, 5);
+        const t1 = f32x4.shuffle(k2, k3, 0, 4, 1, 5);
+        const t2 = f32x4.shuffle(k0, k1, 2, 6, 3, 7);
+        const t3 = f32x4.shuffle(k2, k3, 2, 6, 3, 7);
+        const dst = column + <usize>i * KEY_PANEL * 4;
+        v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5));
+        v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), KEY_PANEL * 4);
+        v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), KEY_PANEL * 8);
+        v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), KEY_PANEL * 12);
+      }
+      for (let c = 0; c < 4; c++) {
+        for (let i = d4; i < d; i++) {
+          store<f32>(
+            column + <usize>i * KEY_PANEL * 4 + c * 4,
+            load<f32>(src + <usize>c * rowBytes + <usize>i * 4),
+          );
         }
-      } else {
+      }
+    } else {
+      for (let c = 0; c < 4; c++) {
+        const inside = key + c < keyEnd;
         for (let i = 0; i < d; i++) {
-          store<f32>(dst, 0);
-          dst += KEY_PANEL * 4;
+          const value: f32 = inside ? load<f32>(src + <usize>c * rowBytes + <usize>i * 4) : 0;
+          store<f32>(column + <usize>i * KEY_PANEL * 4 + c * 4, value);
         }
       }
     }
@@ -297,6 +315,7 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
     if (!inBand && !hasGlobalKey) continue;
     const keyStart = t * KEY_TILE;
     const keyEnd = min(nk, keyStart + KEY_TILE);
+    packKeyTile(keyStart, keyEnd);
     for (let g = 0; g < groups; g++) {
       const groupRow = rowStart + g * 4;
       groupTile(g, groupRow, min(4, nq - groupRow), keyStart, keyEnd, hasGlobalKey);
@@ -434,7 +453,7 @@ function computeScores(
   const panelBytes = <usize>KEY_PANEL * d * 4;
   const firstPanel = first / KEY_PANEL;
   const endPanel = (end + KEY_PANEL - 1) / KEY_PANEL;
-  let panel = packedKeys + <usize>firstPanel * panelBytes;
+  let panel = packedKeys + <usize>(firstPanel - keyStart / KEY_PANEL) * panelBytes;
   let dst = groupScores + <usize>(firstPanel * KEY_PANEL - keyStart) * 16;
   let panelsMax = f32x4.splat(NEG_INF);
   for (let p = firstPanel; p < endPanel; p++) {

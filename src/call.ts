@@ -61,16 +61,22 @@ export class Call {
 }
 
 /**
- * Runs `body` with a Call for `op`. `bytesNeeded` is checked against what wasm32 can still provide
- * before anything is allocated, so an impossible request fails with OUT_OF_MEMORY untouched.
+ * Runs `body` with a Call for `op`. `bytesNeeded(kernels)` (which may use `stagedBytes`) is checked
+ * against what wasm32 can still provide before anything is allocated, so an impossible request
+ * fails with OUT_OF_MEMORY and leaves memory untouched.
  */
-export function withCall<T>(op: string, bytesNeeded: number, body: (call: Call) => T): T {
+export function withCall<T>(
+  op: string,
+  bytesNeeded: (kernels: Kernels) => number,
+  body: (call: Call) => T,
+): T {
   const k = kernels(op);
+  const needed = bytesNeeded(k);
   const available = k.workspace.bytesAvailable();
-  if (bytesNeeded > available) {
+  if (needed > available) {
     throw new AttentionError(
       "OUT_OF_MEMORY",
-      `${op}: needs about ${formatBytes(bytesNeeded)} of WASM memory but only ${formatBytes(available)} ` +
+      `${op}: needs about ${formatBytes(needed)} of WASM memory but only ${formatBytes(available)} ` +
         `can be provided within the 4 GiB wasm32 limit`,
     );
   }
@@ -80,4 +86,10 @@ export function withCall<T>(op: string, bytesNeeded: number, body: (call: Call) 
   } finally {
     call.release();
   }
+}
+
+/** Workspace bytes an input takes: none for a WasmTensor read in place, else a copy. */
+export function stagedBytes(tensor: Tensor<Float32Array | Uint8Array>, kernels: Kernels): number {
+  const inPlace = wasmAddress(tensor, kernels.workspace, "stagedBytes") !== undefined;
+  return inPlace ? 0 : Workspace.blockSize(tensor.data.byteLength);
 }

@@ -1,7 +1,8 @@
 // scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
 
 import * as P from "../assembly/shared";
-import { Call, withCall } from "./call";
+import { Call, stagedBytes, withCall } from "./call";
+import type { Kernels } from "./runtime";
 import { AttentionError, formatShape } from "./errors";
 import { attentionDims, broadcastStrides } from "./shapes";
 import { checkTensor, describe, type Tensor } from "./tensor";
@@ -97,7 +98,11 @@ export function scaledDotProductAttention(
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
   const plan = planSdpa(q, k, v, options);
-  return withCall(OP, bytesNeeded(q, k, v, plan), (call) => runSdpa(call, q, k, v, plan));
+  return withCall(
+    OP,
+    (kernels) => bytesNeeded(kernels, q, k, v, plan),
+    (call) => runSdpa(call, q, k, v, plan),
+  );
 }
 
 function planSdpa(
@@ -302,28 +307,29 @@ function clampBound(x: number): number {
   return Math.max(-P.WINDOW_UNBOUNDED, Math.min(P.WINDOW_UNBOUNDED, x));
 }
 
-function bytesNeeded(q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): number {
+function bytesNeeded(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): number {
   const block = Workspace.blockSize;
-  let bytes = block(q.data.byteLength) + block(k.data.byteLength) + block(v.data.byteLength);
+  let bytes = stagedBytes(q, kernels) + stagedBytes(k, kernels) + stagedBytes(v, kernels);
   bytes += block(p.B * p.H * p.Nq * p.Dv * 4);
-  if (p.mask) bytes += block(p.mask.tensor.data.byteLength);
+  if (p.mask) bytes += stagedBytes(p.mask.tensor, kernels);
   if (p.returnWeights) bytes += block(p.B * p.H * p.Nq * p.Nk * 4);
   if (p.returnLse) bytes += block(p.B * p.H * p.Nq * 4);
+  if (p.alibi) bytes += block(p.H * 4);
   if (p.globalKeys) bytes += block(p.Nk) + block(p.Nq);
-  // Scratch: packed keys (Nk·D floats) plus a few query-block-sized buffers.
-  bytes += block(Math.ceil(p.Nk / 8) * 8 * p.D * 4 + 64 * (p.D + p.Dv + 72) * 4 + p.Nk);
-  return bytes;
+  return bytes + block(kernels.exports.sdpaScratchBytes(p.D, p.Dv, p.Nk));
 }
 
 function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): AttentionResult {
   const { exports, params } = call.kernels;
   const ws = call.workspace;
+  // An `out` that views WASM memory is written in place. Decide before anything is allocated:
+  // growing memory detaches such a view.
+  const outInPlace = p.out !== undefined && p.out.buffer === ws.buffer;
+  const outLength = p.B * p.H * p.Nq * p.Dv;
+  const outPtr = outInPlace ? p.out!.byteOffset : call.alloc(outLength * 4, "output");
   const qPtr = call.inputF32(q, "q");
   const kPtr = call.inputF32(k, "k");
   const vPtr = call.inputF32(v, "v");
-  const outLength = p.B * p.H * p.Nq * p.Dv;
-  const outInPlace = p.out !== undefined && p.out.buffer === ws.buffer;
-  const outPtr = outInPlace ? p.out!.byteOffset : call.alloc(outLength * 4, "output");
   const weightsLength = p.B * p.H * p.Nq * p.Nk;
   const weightsPtr = p.returnWeights ? call.alloc(weightsLength * 4, "weights") : 0;
   const lsePtr = p.returnLse ? call.alloc(p.B * p.H * p.Nq * 4, "lse") : 0;
@@ -401,10 +407,11 @@ function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): Atte
 
   exports.sdpaForward(params, scratch, 0, p.B * p.H);
 
-  const output: Tensor = {
-    data: outInPlace ? p.out! : call.outputF32(outPtr, outLength, p.out),
-    shape: [...p.lead, p.Nq, p.Dv],
-  };
+  let data: Float32Array;
+  if (!outInPlace) data = call.outputF32(outPtr, outLength, p.out);
+  else if (p.out!.buffer === ws.buffer) data = p.out!;
+  else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
+  const output: Tensor = { data, shape: [...p.lead, p.Nq, p.Dv] };
   const result: AttentionResult = { output };
   if (p.returnWeights) {
     result.weights = {

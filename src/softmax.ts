@@ -1,6 +1,6 @@
 // softmax(x, { axis }) on the vector exp of the kernels (assembly/softmax.ts).
 
-import { withCall } from "./call";
+import { stagedBytes, withCall } from "./call";
 import { AttentionError, formatShape } from "./errors";
 import { product } from "./shapes";
 import { checkTensor, describe, type Tensor } from "./tensor";
@@ -42,10 +42,14 @@ export function softmax(x: Tensor, options: { axis?: number; out?: Float32Array 
   const outer = product(x.shape.slice(0, axis));
   const len = x.shape[axis];
   const inner = product(x.shape.slice(axis + 1));
-  return withCall(OP, 2 * Workspace.blockSize(n * 4), (call) => {
-    const src = call.inputF32(x, "x");
-    const dst = call.alloc(n * 4, "output");
-    if (n > 0) call.kernels.exports.softmaxForward(src, dst, outer, len, inner);
-    return { data: call.outputF32(dst, n, options.out), shape };
-  });
+  return withCall(
+    OP,
+    (kernels) => stagedBytes(x, kernels) + Workspace.blockSize(n * 4),
+    (call) => {
+      const src = call.inputF32(x, "x");
+      const dst = call.alloc(n * 4, "output");
+      if (n > 0) call.kernels.exports.softmaxForward(src, dst, outer, len, inner);
+      return { data: call.outputF32(dst, n, options.out), shape };
+    },
+  );
 }

@@ -32,7 +32,21 @@ beforeAll(async () => {
 });
 
 /** The mask shapes of API.md's numpy broadcasting to [B,H,Nq,Nk] that the tests use. */
-const MASK_FORMS = ["k", "qk", "1k", "b11k", "b1qk", "1hqk", "bhqk", "hqk"] as const;
+// The last four also broadcast along the key axis (a mask value per query row, or one for all).
+const MASK_FORMS = [
+  "k",
+  "qk",
+  "1k",
+  "b11k",
+  "b1qk",
+  "1hqk",
+  "bhqk",
+  "hqk",
+  "q1",
+  "b1q1",
+  "h1k",
+  "scalar",
+] as const;
 type MaskForm = (typeof MASK_FORMS)[number];
 
 interface MaskSpec {
@@ -84,6 +98,14 @@ function maskShape(form: MaskForm, B: number, H: number, Nq: number, Nk: number)
       return [B, H, Nq, Nk];
     case "hqk":
       return [H, Nq, Nk];
+    case "q1":
+      return [Nq, 1];
+    case "b1q1":
+      return [B, 1, Nq, 1];
+    case "h1k":
+      return [H, 1, Nk];
+    case "scalar":
+      return [];
   }
 }
 
@@ -92,7 +114,7 @@ function makeMask(r: Rng, spec: MaskSpec, shape: number[]): Tensor<Uint8Array> |
     spec.dtype === "bool"
       ? randomBoolMask(r, shape, spec.density)
       : randomAdditiveMask(r, shape, spec.density);
-  const len = shape[shape.length - 1];
+  const len = shape.length > 0 ? shape[shape.length - 1] : 1;
   const rows = product(shape) / Math.max(len, 1);
   for (let n = 0; n < spec.fullRows && rows > 0; n++) {
     const row = randInt(r, 0, rows - 1);
@@ -165,7 +187,28 @@ function check(c: Case): void {
 const lengthArb = fc.oneof(
   { arbitrary: fc.integer({ min: 1, max: 70 }), weight: 3 },
   {
-    arbitrary: fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 11, 13, 16, 17, 31, 37, 53, 61, 63, 64, 65, 67),
+    arbitrary: fc.constantFrom(
+      1,
+      2,
+      3,
+      4,
+      5,
+      7,
+      8,
+      9,
+      11,
+      13,
+      16,
+      17,
+      31,
+      37,
+      53,
+      61,
+      63,
+      64,
+      65,
+      67,
+    ),
     weight: 2,
   },
 );
@@ -186,10 +229,13 @@ const maskArb: fc.Arbitrary<MaskSpec> = fc.record({
   fullRows: fc.constantFrom(0, 0, 1, 2),
 });
 
+/** Which option families a generator draws (the others stay off). */
 interface ArbSettings {
-  /** Probability-ish switches: which option families to draw. */
+  /** mask, in every broadcast form and both dtypes */
   masks: boolean;
+  /** causal, align, window, globalTokens */
   structure: boolean;
+  /** softcap, alibiSlopes */
   extras: boolean;
   maxB?: number;
   maxH?: number;
@@ -214,13 +260,13 @@ function caseArb(s: ArbSettings): fc.Arbitrary<Case> {
         ? fc.constantFrom(undefined, "lower-right" as const, "upper-left" as const)
         : fc.constant(undefined),
       window: s.structure
-        ? fc.option(fc.tuple(windowBoundArb, windowBoundArb), { nil: undefined })
+        ? fc.option(fc.tuple(windowBoundArb, windowBoundArb), { nil: undefined, freq: 2 })
         : fc.constant(undefined),
       globalPicks: s.structure
         ? fc.oneof(fc.constant([] as number[]), fc.array(fc.nat(), { minLength: 1, maxLength: 3 }))
         : fc.constant([] as number[]),
       softcap: s.extras
-        ? fc.option(fc.double({ min: 0.5, max: 30, noNaN: true }), { nil: undefined })
+        ? fc.option(fc.double({ min: 0.5, max: 30, noNaN: true }), { nil: undefined, freq: 2 })
         : fc.constant(undefined),
       alibi: s.extras
         ? fc.constantFrom("none" as const, "press" as const, "random" as const)
@@ -232,28 +278,29 @@ function caseArb(s: ArbSettings): fc.Arbitrary<Case> {
       const B = c.rank === 4 ? c.B : 1;
       const H = c.rank === 2 ? 1 : c.H;
       const divisors = Array.from({ length: H }, (_, i) => i + 1).filter((d) => H % d === 0);
-      // Rank 2 and 3 inputs carry one head count for q, k and v alike only when Hkv = H is
-      // possible; GQA works at every rank, so any divisor is fine.
+      // Grouped-query attention works at every rank ([H,N,D] q with [Hkv,N,D] k and v too).
       const Hkv = divisors[kvPick % divisors.length];
       const globals = [...new Set(globalPicks.map((g) => g % c.Nk))];
       return { ...c, B, H, Hkv, globals };
     });
 }
 
-const RUNS = { numRuns: 150 };
+const RUNS = { numRuns: 400 };
 
 describe("scaledDotProductAttention matches the float64 reference", () => {
   it("on random shapes (rank 2/3/4, GQA, D ≠ Dv, Nq ≠ Nk) with every option family", () => {
-    fc.assert(
-      fc.property(caseArb({ masks: true, structure: true, extras: true }), check),
-      { ...RUNS, numRuns: 200, seed: 0x5eed01 },
-    );
+    fc.assert(fc.property(caseArb({ masks: true, structure: true, extras: true }), check), {
+      numRuns: 800,
+      seed: 0x5eed01,
+    });
   });
 
   it("with masks of every broadcast shape, in both dtypes, with fully masked rows", () => {
     fc.assert(
       fc.property(
-        caseArb({ masks: true, structure: false, extras: false }).filter((c) => c.mask !== undefined),
+        caseArb({ masks: true, structure: false, extras: false }).filter(
+          (c) => c.mask !== undefined,
+        ),
         check,
       ),
       { ...RUNS, seed: 0x5eed02 },
@@ -274,23 +321,15 @@ describe("scaledDotProductAttention matches the float64 reference", () => {
     });
   });
 
-  it("with grouped-query and multi-query heads (H up to 8)", () => {
-    fc.assert(
-      fc.property(
-        caseArb({ masks: true, structure: true, extras: true, maxH: 8 }).map((c) => ({
-          ...c,
-          rank: 4 as const,
-          H: c.H === 1 ? 8 : c.H,
-          Hkv: 1,
-        })),
-        (c) => {
-          // Hkv: every divisor of H gets its turn through the seed.
-          const divisors = Array.from({ length: c.H }, (_, i) => i + 1).filter((d) => c.H % d === 0);
-          check({ ...c, B: c.B, Hkv: divisors[c.seed % divisors.length] });
-        },
-      ),
-      { numRuns: 100, seed: 0x5eed05 },
+  it("with grouped-query and multi-query heads (H up to 8, every divisor as Hkv)", () => {
+    const gqaArb = caseArb({ masks: true, structure: true, extras: true, maxH: 8 }).map(
+      (c): Case => {
+        const H = c.H === 1 ? 8 : c.H;
+        const divisors = Array.from({ length: H }, (_, i) => i + 1).filter((d) => H % d === 0);
+        return { ...c, rank: 4, H, Hkv: divisors[c.seed % divisors.length] };
+      },
     );
+    fc.assert(fc.property(gqaArb, check), { numRuns: 300, seed: 0x5eed05 });
   });
 
   it("every mask form and dtype is exercised by the generators", () => {
@@ -306,11 +345,88 @@ describe("scaledDotProductAttention matches the float64 reference", () => {
   });
 });
 
+// ---- Non-finite values in keys a row cannot see ----
+
+const POISON = [NaN, Infinity, -Infinity];
+
+/** A copy of k or v [..., Nk, C] whose rows `keys` (of every leading index) hold NaN and ±Infinity. */
+function poison(t: Tensor, keys: number[]): Tensor {
+  const data = t.data.slice();
+  const n = t.shape[t.shape.length - 2];
+  const c = t.shape[t.shape.length - 1];
+  for (let l = 0; l < data.length / (n * c); l++) {
+    for (const j of keys)
+      for (let x = 0; x < c; x++) data[(l * n + j) * c + x] = POISON[(j + x) % 3];
+  }
+  return { data, shape: t.shape };
+}
+
+/** Flat row `row` (over all dims but the last) of a result tensor. */
+function row(t: Tensor | undefined, index: number): number[] {
+  const c = t!.shape[t!.shape.length - 1];
+  return Array.from(t!.data.subarray(index * c, (index + 1) * c));
+}
+
+describe("non-finite values in masked-out keys and values", () => {
+  it("never reach a query row that cannot see them (any mask, causal, window, globals)", () => {
+    const arb = fc.tuple(
+      caseArb({ masks: true, structure: true, extras: true }),
+      fc.array(fc.nat(), { minLength: 1, maxLength: 3 }),
+    );
+    let checkedRows = 0;
+    fc.assert(
+      fc.property(arb, ([c, picks]) => {
+        const keys = [...new Set(picks.map((p) => p % c.Nk))];
+        const { q, k, v, options, refOptions } = build({
+          ...c,
+          returnWeights: true,
+          returnLse: true,
+        });
+        // Which rows see none of the poisoned keys: the reference's scores say (-Infinity = unseen).
+        const { scores } = referenceSdpa(q, k, v, refOptions);
+        const rows = c.B * c.H * c.Nq;
+        const blind: number[] = [];
+        for (let r = 0; r < rows; r++) {
+          if (keys.every((j) => scores.data[r * c.Nk + j] === -Infinity)) blind.push(r);
+        }
+        const clean = scaledDotProductAttention(q, k, v, options);
+        const dirty = scaledDotProductAttention(q, poison(k, keys), poison(v, keys), options);
+        for (const r of blind) {
+          const same =
+            row(dirty.output, r).join() === row(clean.output, r).join() &&
+            row(dirty.weights, r).join() === row(clean.weights, r).join() &&
+            Object.is(dirty.lse!.data[r], clean.lse!.data[r]);
+          if (!same) {
+            throw new Error(
+              `query row ${r} changed when keys ${keys.join(",")} (which it cannot see) became ` +
+                `non-finite: output ${row(dirty.output, r).join(",")} vs ${row(clean.output, r).join(",")}\n` +
+                `case: ${JSON.stringify(c)}`,
+            );
+          }
+        }
+        checkedRows += blind.length;
+      }),
+      { numRuns: 400, seed: 0x5eed07 },
+    );
+    expect(checkedRows).toBeGreaterThan(1000);
+  });
+});
+
 // ---- Tile boundaries: 64 query rows per block, 64 keys per tile, 8-key panels ----
 
 const EDGE_LENGTHS = [63, 64, 65, 127, 128, 129];
 
-const EDGE_OPTIONS: Array<[string, RefSdpaOptions]> = [
+interface EdgeOptions {
+  causal?: boolean;
+  align?: "lower-right" | "upper-left";
+  window?: readonly [number, number];
+  /** Global key indices (those >= Nk are dropped). */
+  globalTokens?: number[];
+  /** Add a boolean key-padding mask [1,1,1,Nk]. */
+  keyMask?: boolean;
+}
+
+const EDGE_OPTIONS: Array<[string, EdgeOptions]> = [
   ["causal lower-right", { causal: true }],
   ["causal upper-left", { causal: true, align: "upper-left" }],
   ["window [5,3]", { window: [5, 3] }],
@@ -318,14 +434,17 @@ const EDGE_OPTIONS: Array<[string, RefSdpaOptions]> = [
   ["window [0,64] upper-left", { window: [0, 64], align: "upper-left" }],
   ["window [Infinity,1]", { window: [Infinity, 1] }],
   ["window [3,3] + global tokens", { window: [3, 3], globalTokens: [0, 64, 62] }],
-  ["causal + global tokens + bool key mask", { causal: true, globalTokens: [1, 127, 63] }],
+  [
+    "causal + global tokens + key mask",
+    { causal: true, globalTokens: [1, 127, 63], keyMask: true },
+  ],
 ];
 
 describe("at the kernel's tile boundaries", () => {
   const grid = EDGE_OPTIONS.flatMap(([label, opts]) =>
     EDGE_LENGTHS.flatMap((Nq) => EDGE_LENGTHS.map((Nk) => [label, Nq, Nk, opts] as const)),
   );
-  it.each(grid)("%s, Nq = %i, Nk = %i", (label, Nq, Nk, opts) => {
+  it.each(grid)("%s, Nq = %i, Nk = %i", (label, Nq, Nk, edge) => {
     const r = rng(Nq * 1000 + Nk + label.length * 7919);
     const H = 2;
     const D = 5;
@@ -333,33 +452,28 @@ describe("at the kernel's tile boundaries", () => {
     const q = randomTensor(r, [1, H, Nq, D]);
     const k = randomTensor(r, [1, 1, Nk, D]);
     const v = randomTensor(r, [1, 1, Nk, Dv]);
-    const refOptions: RefSdpaOptions = {
-      ...opts,
-      globalTokens: opts.globalTokens?.filter((g) => g < Nk),
-    };
-    if (label.includes("bool key mask")) refOptions.mask = randomBoolMask(r, [1, 1, 1, Nk], 0.8);
+    const { keyMask, globalTokens, ...rest } = edge;
+    const globals = globalTokens?.filter((g) => g < Nk);
+    const mask = keyMask ? randomBoolMask(r, [1, 1, 1, Nk], 0.8) : undefined;
+    const want = referenceSdpa(q, k, v, { ...rest, globalTokens: globals, mask });
     const options: ScaledDotProductAttentionOptions = {
-      ...refOptions,
-      mask: refOptions.mask as Tensor<Uint8Array> | undefined,
-      globalTokens: refOptions.globalTokens ? Int32Array.from(refOptions.globalTokens) : undefined,
-      alibiSlopes: undefined,
+      ...rest,
+      mask,
+      globalTokens: globals ? Int32Array.from(globals) : undefined,
+    };
+    const got = scaledDotProductAttention(q, k, v, {
+      ...options,
       returnWeights: true,
       returnLse: true,
-    };
-    const got = scaledDotProductAttention(q, k, v, options);
-    const want = referenceSdpa(q, k, v, refOptions);
+    });
     const problems = [
       ["output", closeProblem(got.output, want.output, TOL)],
       ["weights", closeProblem(got.weights, want.weights, TOL)],
       ["lse", closeProblem(got.lse, want.lse, LSE_TOL)],
     ].filter(([, p]) => p !== null);
     expect(problems).toEqual([]);
-    // The same call without weights or lse takes the kernel's fast path; it must agree too.
-    const plain = scaledDotProductAttention(q, k, v, {
-      ...options,
-      returnWeights: false,
-      returnLse: false,
-    });
+    // Without weights and lse the kernel skips their bookkeeping; the output must not change.
+    const plain = scaledDotProductAttention(q, k, v, options);
     expect(closeProblem(plain.output, want.output, TOL)).toBeNull();
   });
 
