@@ -8,3 +8,4 @@ export { softmaxForward } from "./softmax";
 export function heapBase(): usize {
   return __heap_base;
 }
+export { gemm, gemmScratchBytes, packWeights, packedWeightsBytes } from "./gemm";

@@ -10,7 +10,7 @@
 //
 // Layouts (all f32):
 //   packed keys   [KEY_TILE/8][D][8]: the current key tile in panels of 8 keys, zero-padded past
-//                 Nk. Packed (with 4×4 transposes) each time a query block visits the tile, so the
+//                 Nk. Packed (pack.ts) each time a query block visits the tile, so the
 //                 working memory stays O(tile) even for a long KV cache.
 //   packed query  [QUERY_BLOCK/4][D][4]: groups of 4 rows, the 4 rows' values of each d side by side.
 //   scores        [QUERY_BLOCK/4][KEY_TILE][4]: per group, one v128 per key holding the group's 4 rows.
@@ -77,6 +77,7 @@ import {
   SDPA_OUT_STRIDE_ROW,
 } from "./shared";
 import { exp2x4, tanhx4, LOG2E, LN2 } from "./exp";
+import { packPanels } from "./pack";
 
 const NEG_INF: f32 = -Infinity;
 const GROUPS_PER_BLOCK: i32 = QUERY_BLOCK / 4;
@@ -239,54 +240,6 @@ function anyGlobalRow(first: i32, count: i32): bool {
   return false;
 }
 
-// Packs keys keyStart..keyEnd-1 (one tile) into 8-key panels [D][8], zero-padding the last panel.
-// Blocks of 4 keys × 4 dims go through a 4×4 register transpose; the d tail is copied one by one.
-function packKeyTile(keyStart: i32, keyEnd: i32): void {
-  const d = headDim;
-  const d4 = d & ~3;
-  const panelBytes = <usize>KEY_PANEL * d * 4;
-  const rowBytes = <usize>kRowBytes;
-  const padEnd = (keyEnd + KEY_PANEL - 1) & ~(KEY_PANEL - 1);
-  for (let key = keyStart; key < padEnd; key += 4) {
-    const column = packedKeys + <usize>((key - keyStart) >> 3) * panelBytes + <usize>(key & 7) * 4;
-    const src = kHead + <usize>key * rowBytes;
-    if (key + 4 <= keyEnd) {
-      for (let i = 0; i < d4; i += 4) {
-        const at = src + <usize>i * 4;
-        const k0 = v128.load(at);
-        const k1 = v128.load(at + rowBytes);
-        const k2 = v128.load(at + 2 * rowBytes);
-        const k3 = v128.load(at + 3 * rowBytes);
-        const t0 = f32x4.shuffle(k0, k1, 0, 4, 1, 5);
-        const t1 = f32x4.shuffle(k2, k3, 0, 4, 1, 5);
-        const t2 = f32x4.shuffle(k0, k1, 2, 6, 3, 7);
-        const t3 = f32x4.shuffle(k2, k3, 2, 6, 3, 7);
-        const dst = column + <usize>i * KEY_PANEL * 4;
-        v128.store(dst, f32x4.shuffle(t0, t1, 0, 1, 4, 5));
-        v128.store(dst, f32x4.shuffle(t0, t1, 2, 3, 6, 7), KEY_PANEL * 4);
-        v128.store(dst, f32x4.shuffle(t2, t3, 0, 1, 4, 5), KEY_PANEL * 8);
-        v128.store(dst, f32x4.shuffle(t2, t3, 2, 3, 6, 7), KEY_PANEL * 12);
-      }
-      for (let c = 0; c < 4; c++) {
-        for (let i = d4; i < d; i++) {
-          store<f32>(
-            column + <usize>i * KEY_PANEL * 4 + c * 4,
-            load<f32>(src + <usize>c * rowBytes + <usize>i * 4),
-          );
-        }
-      }
-    } else {
-      for (let c = 0; c < 4; c++) {
-        const inside = key + c < keyEnd;
-        for (let i = 0; i < d; i++) {
-          const value: f32 = inside ? load<f32>(src + <usize>c * rowBytes + <usize>i * 4) : 0;
-          store<f32>(column + <usize>i * KEY_PANEL * 4 + c * 4, value);
-        }
-      }
-    }
-  }
-}
-
 function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
   const groups = (rows + 3) >> 2;
   packQueries(rowStart, rows, qScale);
@@ -315,7 +268,13 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
     if (!inBand && !hasGlobalKey) continue;
     const keyStart = t * KEY_TILE;
     const keyEnd = min(nk, keyStart + KEY_TILE);
-    packKeyTile(keyStart, keyEnd);
+    packPanels(
+      kHead + <usize>keyStart * kRowBytes,
+      kRowBytes,
+      keyEnd - keyStart,
+      headDim,
+      packedKeys,
+    );
     for (let g = 0; g < groups; g++) {
       const groupRow = rowStart + g * 4;
       groupTile(g, groupRow, min(4, nq - groupRow), keyStart, keyEnd, hasGlobalKey);

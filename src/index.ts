@@ -11,4 +11,5 @@ export {
   type AttentionResult,
 } from "./sdpa";
 export { softmax } from "./softmax";
+export { linear } from "./linear";
 export { alibiSlopes } from "./alibi";

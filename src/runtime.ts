@@ -12,6 +12,21 @@ export interface KernelExports {
   sdpaScratchBytes(d: number, dv: number, keys: number): number;
   sdpaForward(params: number, scratch: number, headBegin: number, headEnd: number): void;
   softmaxForward(src: number, dst: number, outer: number, len: number, inner: number): void;
+  packedWeightsBytes(n: number, k: number): number;
+  gemmScratchBytes(): number;
+  packWeights(w: number, n: number, k: number, ldw: number, dst: number): void;
+  gemm(
+    x: number,
+    m: number,
+    k: number,
+    ldx: number,
+    packedW: number,
+    n: number,
+    bias: number,
+    y: number,
+    ldy: number,
+    scratch: number,
+  ): void;
 }
 
 /** What init() accepts as the wasm: a compiled module, its bytes, or where to fetch them. */
@@ -109,7 +124,14 @@ export function activate(module: WebAssembly.Module): void {
     );
   }
   const exports = instance.exports as unknown as KernelExports;
-  for (const name of ["memory", "heapBase", "sdpaForward", "sdpaScratchBytes", "softmaxForward"]) {
+  for (const name of [
+    "memory",
+    "heapBase",
+    "sdpaForward",
+    "sdpaScratchBytes",
+    "softmaxForward",
+    "gemm",
+  ]) {
     if (!(name in exports)) {
       throw new AttentionError(
         "INIT_FAILED",

@@ -1,0 +1,110 @@
+// linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
+
+import { stagedBytes, withCall } from "./call";
+import { AttentionError, formatShape } from "./errors";
+import { product } from "./shapes";
+import { checkTensor, describe, type Tensor } from "./tensor";
+import { Workspace } from "./workspace";
+
+const OP = "linear";
+
+/**
+ * y = x·Wᵀ + b, as PyTorch's `nn.Linear`: x [..., in], W [out, in] row-major (a bare Float32Array
+ * of out·in elements, or a Tensor of shape [out, in]), b [out] → y [..., out].
+ */
+export function linear(x: Tensor, w: Float32Array | Tensor, b?: Float32Array): Tensor {
+  checkTensor(OP, "x", x, ["float32"]);
+  if (x.shape.length < 1) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${OP}: x must have rank >= 1 [..., in], got shape []`,
+    );
+  }
+  const inFeatures = x.shape[x.shape.length - 1];
+  const weights = weightTensor(OP, "w", w, inFeatures);
+  const outFeatures = weights.shape[0];
+  if (b !== undefined) {
+    if (!(b instanceof Float32Array)) {
+      throw new AttentionError("BAD_DTYPE", `${OP}: b must be a Float32Array, got ${describe(b)}`);
+    }
+    if (b.length !== outFeatures) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${OP}: b has shape [${b.length}] but must be [out] = [${outFeatures}]`,
+      );
+    }
+  }
+  const rows = product(x.shape.slice(0, -1));
+  const shape = [...x.shape.slice(0, -1), outFeatures];
+  return withCall(
+    OP,
+    (k) =>
+      stagedBytes(x, k) +
+      Workspace.blockSize(k.exports.packedWeightsBytes(outFeatures, inFeatures)) +
+      stagedBytes(weights, k) +
+      Workspace.blockSize(rows * outFeatures * 4) +
+      Workspace.blockSize(outFeatures * 4) +
+      Workspace.blockSize(k.exports.gemmScratchBytes()),
+    (call) => {
+      const { exports } = call.kernels;
+      const xPtr = call.inputF32(x, "x");
+      const wPtr = call.inputF32(weights, "w");
+      const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed w");
+      exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
+      const biasPtr = b ? call.inputF32({ data: b, shape: [outFeatures] }, "b") : 0;
+      const yPtr = call.alloc(rows * outFeatures * 4, "output");
+      const scratch = call.alloc(exports.gemmScratchBytes(), "scratch");
+      exports.gemm(
+        xPtr,
+        rows,
+        inFeatures,
+        inFeatures,
+        packed,
+        outFeatures,
+        biasPtr,
+        yPtr,
+        outFeatures,
+        scratch,
+      );
+      return { data: call.outputF32(yPtr, rows * outFeatures), shape };
+    },
+  );
+}
+
+/** A weight matrix [out, in] given as a bare Float32Array (out·in elements) or a Tensor. */
+export function weightTensor(
+  op: string,
+  name: string,
+  w: Float32Array | Tensor,
+  inFeatures: number,
+  outFeatures?: number,
+): Tensor {
+  if (w instanceof Float32Array) {
+    const out = outFeatures ?? (inFeatures > 0 ? w.length / inFeatures : 0);
+    if (
+      !Number.isInteger(out) ||
+      w.length !== out * inFeatures ||
+      (inFeatures === 0 && w.length !== 0)
+    ) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${op}: ${name} has ${w.length} elements but must be [out, in] = [${outFeatures ?? "out"},${inFeatures}] ` +
+          `(${outFeatures !== undefined ? outFeatures * inFeatures : `a multiple of ${inFeatures}`} elements)`,
+      );
+    }
+    return { data: w, shape: [out, inFeatures] };
+  }
+  checkTensor(op, name, w, ["float32"]);
+  const want = [outFeatures ?? w.shape[0], inFeatures];
+  if (
+    w.shape.length !== 2 ||
+    w.shape[1] !== inFeatures ||
+    (outFeatures !== undefined && w.shape[0] !== outFeatures)
+  ) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: ${name} has shape ${formatShape(w.shape)} but must be [out, in] = ${formatShape(want)}`,
+    );
+  }
+  return w;
+}
