@@ -63,6 +63,8 @@ import {
   SDPA_WINDOW_RIGHT,
   SDPA_GLOBAL_KEYS,
   SDPA_GLOBAL_ROWS,
+  SDPA_KEY_MASK,
+  SDPA_KEY_MASK_STRIDE_B,
   SDPA_Q_STRIDE_B,
   SDPA_Q_STRIDE_H,
   SDPA_Q_STRIDE_ROW,
@@ -114,6 +116,7 @@ let kHead: usize = 0;
 let vHead: usize = 0;
 let outHead: usize = 0;
 let maskHead: usize = 0;
+let keyMaskHead: usize = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
 let weightsHead: usize = 0;
 let lseHead: usize = 0;
 
@@ -178,6 +181,8 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
   const qScale = load<f32>(params + SDPA_SCALE) * LOG2E;
   const alibi = load<usize>(params + SDPA_ALIBI);
   const weights = load<usize>(params + SDPA_WEIGHTS);
+  const keyMask = load<usize>(params + SDPA_KEY_MASK);
+  const keyMaskStrideB = load<i32>(params + SDPA_KEY_MASK_STRIDE_B);
   const lse = load<usize>(params + SDPA_LSE);
 
   layoutScratch(scratch, headDim, valueDim, nk);
@@ -214,6 +219,7 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
           <usize>h * load<i32>(params + SDPA_MASK_STRIDE_H)) *
           maskElemBytes
       : 0;
+    keyMaskHead = keyMask ? keyMask + <usize>b * keyMaskStrideB : 0;
     weightsHead = weights ? weights + <usize>bh * nq * nk * 4 : 0;
     lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
     alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
@@ -355,7 +361,7 @@ function groupTile(
   const panelsMax = computeScores(queryGroup, groupScores, keyStart, first, end);
 
   let tileMax: v128;
-  const masked = bandMask || maskKind != 0;
+  const masked = bandMask || maskKind != 0 || keyMaskHead != 0;
   if (masked || softcap2 != 0 || alibiSlope2 != 0) {
     tileMax = adjustScores(groupScores, groupRow, rows, keyStart, first, end, bandMask);
   } else if (((first | end) & (KEY_PANEL - 1)) == 0) {
@@ -550,6 +556,7 @@ function adjustScores(
       allowed = f32x4.ne(bias, negInf);
       score = f32x4.add(score, f32x4.mul(bias, f32x4.splat(LOG2E)));
     }
+    if (keyMaskHead && load<u8>(keyMaskHead + j) == 0) allowed = i32x4.splat(0);
     if (bandMask) {
       const delta = i32x4.sub(i32x4.splat(j), rowDiag);
       let inBand = v128.and(i32x4.ge_s(delta, lowerBound), i32x4.le_s(delta, upperBound));

@@ -74,7 +74,9 @@ export const SDPA_V_STRIDE_ROW = 144;
 export const SDPA_OUT_STRIDE_B = 148;
 export const SDPA_OUT_STRIDE_H = 152;
 export const SDPA_OUT_STRIDE_ROW = 156;
-export const SDPA_PARAMS_BYTES = 160;
+export const SDPA_KEY_MASK = 160; // pointer to uint8 [B, Nk] (1 = real key), 0: none
+export const SDPA_KEY_MASK_STRIDE_B = 164;
+export const SDPA_PARAMS_BYTES = 168;
 
 // A window bound of Infinity is stored as this (far beyond any sequence length wasm32 can hold).
 export const WINDOW_UNBOUNDED = 0x3fffffff;

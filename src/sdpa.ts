@@ -1,7 +1,7 @@
 // scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
 
 import * as P from "../assembly/shared";
-import { Call, stagedBytes, withCall } from "./call";
+import { type Call, stagedBytes, withCall } from "./call";
 import type { Kernels } from "./runtime";
 import { AttentionError, formatShape } from "./errors";
 import { attentionDims, broadcastStrides } from "./shapes";
@@ -50,13 +50,8 @@ export interface AttentionResult {
   lse?: Tensor;
 }
 
-interface MaskPlan {
-  tensor: Tensor<Uint8Array> | Tensor<Float32Array>;
-  kind: number;
-  strides: number[];
-}
-
-interface SdpaPlan {
+/** Sizes of one attention call: q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv]. */
+export interface AttentionDims {
   B: number;
   H: number;
   Hkv: number;
@@ -64,7 +59,19 @@ interface SdpaPlan {
   Nk: number;
   D: number;
   Dv: number;
-  lead: number[]; // query dims before [Nq, D]
+}
+
+/** The options the kernel understands: those of scaledDotProductAttention but `out`. */
+export type AttentionOptions = Omit<ScaledDotProductAttentionOptions, "out">;
+
+interface MaskPlan {
+  tensor: Tensor<Uint8Array> | Tensor<Float32Array>;
+  kind: number;
+  strides: number[];
+}
+
+/** A validated attention call: sizes and options in the kernel's terms. */
+export interface AttentionPlan extends AttentionDims {
   scale: number;
   softcap: number;
   alibi?: Float32Array;
@@ -77,7 +84,19 @@ interface SdpaPlan {
   globalRows?: Uint8Array;
   returnWeights: boolean;
   returnLse: boolean;
-  out?: Float32Array;
+}
+
+/** Where an operand of the kernel lives: a byte address and element strides of batch, head, row. */
+export interface Operand {
+  ptr: number;
+  strideB: number;
+  strideH: number;
+  strideRow: number;
+}
+
+/** Operand of a contiguous [B, heads, rows, dim] tensor at `ptr`. */
+export function contiguousOperand(ptr: number, heads: number, rows: number, dim: number): Operand {
+  return { ptr, strideB: heads * rows * dim, strideH: rows * dim, strideRow: dim };
 }
 
 const OP = "scaledDotProductAttention";
@@ -98,10 +117,39 @@ export function scaledDotProductAttention(
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
   const plan = planSdpa(q, k, v, options);
+  const out = options.out;
   return withCall(
     OP,
-    (kernels) => bytesNeeded(kernels, q, k, v, plan),
-    (call) => runSdpa(call, q, k, v, plan),
+    (kernels) =>
+      stagedBytes(q, kernels) +
+      stagedBytes(k, kernels) +
+      stagedBytes(v, kernels) +
+      Workspace.blockSize(plan.B * plan.H * plan.Nq * plan.Dv * 4) +
+      attentionBytes(kernels, plan),
+    (call) => {
+      const { B, H, Hkv, Nq, Nk, D, Dv } = plan;
+      const ws = call.workspace;
+      // An `out` that views WASM memory is written in place. Decide before anything is
+      // allocated: growing memory detaches such a view.
+      const outInPlace = out !== undefined && out.buffer === ws.buffer;
+      const outLength = B * H * Nq * Dv;
+      const outPtr = outInPlace ? out.byteOffset : call.alloc(outLength * 4, "output");
+      const result = runAttention(call, plan, {
+        q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
+        k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
+        v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
+        out: contiguousOperand(outPtr, H, Nq, Dv),
+      });
+      let data: Float32Array;
+      if (!outInPlace) data = call.outputF32(outPtr, outLength, out);
+      else if (out.buffer === ws.buffer) data = out;
+      else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
+      const lead = q.shape.slice(0, -2);
+      const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
+      if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
+      if (result.lse) output.lse = { data: result.lse, shape: [...lead, Nq] };
+      return output;
+    },
   );
 }
 
@@ -110,16 +158,10 @@ function planSdpa(
   k: Tensor,
   v: Tensor,
   options: ScaledDotProductAttentionOptions,
-): SdpaPlan {
+): AttentionPlan {
   checkTensor(OP, "q", q, ["float32"]);
   checkTensor(OP, "k", k, ["float32"]);
   checkTensor(OP, "v", v, ["float32"]);
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
-    );
-  }
   const [B, H, Nq, D] = attentionDims(OP, "q", q);
   const [Bk, Hkv, Nk, Dk] = attentionDims(OP, "k", k);
   const [Bv, Hv, Nv, Dv] = attentionDims(OP, "v", v);
@@ -139,8 +181,43 @@ function planSdpa(
     mismatch("v", v.shape, `it must be [B,Hkv,Nk,Dv] = [${B},${Hkv},${Nk},Dv] to match k`);
   }
   if (Dv === 0) mismatch("v", v.shape, "the value dim Dv must be at least 1");
-  const lead = q.shape.slice(0, -2);
+  const plan = planAttention(OP, { B, H, Hkv, Nq, Nk, D, Dv }, options ?? {});
+  const out = options.out;
+  if (out !== undefined) {
+    if (!(out instanceof Float32Array)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${OP}: out must be a Float32Array, got ${describe(out)}`,
+      );
+    }
+    const outShape = [...q.shape.slice(0, -2), Nq, Dv];
+    if (out.length !== B * H * Nq * Dv) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${OP}: out has ${out.length} elements but the output ${formatShape(outShape)} needs ${B * H * Nq * Dv}`,
+      );
+    }
+  }
+  return plan;
+}
 
+/**
+ * Validates the options of an attention call of the given sizes (pure: touches no memory). `op`
+ * names the public function in error messages; a mask must broadcast to [B,H,Nq,Nk].
+ */
+export function planAttention(
+  op: string,
+  dims: AttentionDims,
+  options: AttentionOptions,
+): AttentionPlan {
+  const OP = op;
+  if (typeof options !== "object" || options === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: options must be an object, got ${describe(options)}`,
+    );
+  }
+  const { B, H, Nq, Nk, D } = dims;
   const align = options.align ?? "lower-right";
   if (align !== "lower-right" && align !== "upper-left") {
     throw new AttentionError(
@@ -258,31 +335,8 @@ function planSdpa(
     );
   }
 
-  const outLength = B * H * Nq * Dv;
-  if (options.out !== undefined) {
-    if (!(options.out instanceof Float32Array)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${OP}: out must be a Float32Array, got ${describe(options.out)}`,
-      );
-    }
-    if (options.out.length !== outLength) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${OP}: out has ${options.out.length} elements but the output ${formatShape([...lead, Nq, Dv])} needs ${outLength}`,
-      );
-    }
-  }
-
   return {
-    B,
-    H,
-    Hkv,
-    Nq,
-    Nk,
-    D,
-    Dv,
-    lead,
+    ...dims,
     scale,
     softcap,
     alibi: options.alibiSlopes,
@@ -295,7 +349,6 @@ function planSdpa(
     globalRows,
     returnWeights: options.returnWeights === true,
     returnLse: options.returnLse === true,
-    out: options.out,
   };
 }
 
@@ -307,10 +360,10 @@ function clampBound(x: number): number {
   return Math.max(-P.WINDOW_UNBOUNDED, Math.min(P.WINDOW_UNBOUNDED, x));
 }
 
-function bytesNeeded(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): number {
+/** Workspace bytes runAttention takes beyond its operands: mask, outputs, flags and scratch. */
+export function attentionBytes(kernels: Kernels, p: AttentionPlan): number {
   const block = Workspace.blockSize;
-  let bytes = stagedBytes(q, kernels) + stagedBytes(k, kernels) + stagedBytes(v, kernels);
-  bytes += block(p.B * p.H * p.Nq * p.Dv * 4);
+  let bytes = 0;
   if (p.mask) bytes += stagedBytes(p.mask.tensor, kernels);
   if (p.returnWeights) bytes += block(p.B * p.H * p.Nq * p.Nk * 4);
   if (p.returnLse) bytes += block(p.B * p.H * p.Nq * 4);
@@ -319,17 +372,27 @@ function bytesNeeded(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, p: SdpaP
   return bytes + block(kernels.exports.sdpaScratchBytes(p.D, p.Dv, p.Nk));
 }
 
-function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): AttentionResult {
+/** The operands of one kernel call. `keyMask` (optional) is a uint8 [B, Nk] padding mask. */
+export interface AttentionOperands {
+  q: Operand;
+  k: Operand;
+  v: Operand;
+  out: Operand;
+  keyMask?: { ptr: number; strideB: number };
+}
+
+/**
+ * Runs the attention kernel (assembly/sdpa.ts) for a validated plan on operands already in WASM
+ * memory: the one attention implementation every op uses. Returns the weights [B,H,Nq,Nk] and lse
+ * [B,H,Nq] when the plan asks for them.
+ */
+export function runAttention(
+  call: Call,
+  p: AttentionPlan,
+  operands: AttentionOperands,
+): { weights?: Float32Array; lse?: Float32Array } {
   const { exports, params } = call.kernels;
   const ws = call.workspace;
-  // An `out` that views WASM memory is written in place. Decide before anything is allocated:
-  // growing memory detaches such a view.
-  const outInPlace = p.out !== undefined && p.out.buffer === ws.buffer;
-  const outLength = p.B * p.H * p.Nq * p.Dv;
-  const outPtr = outInPlace ? p.out!.byteOffset : call.alloc(outLength * 4, "output");
-  const qPtr = call.inputF32(q, "q");
-  const kPtr = call.inputF32(k, "k");
-  const vPtr = call.inputF32(v, "v");
   const weightsLength = p.B * p.H * p.Nq * p.Nk;
   const weightsPtr = p.returnWeights ? call.alloc(weightsLength * 4, "weights") : 0;
   const lsePtr = p.returnLse ? call.alloc(p.B * p.H * p.Nq * 4, "lse") : 0;
@@ -342,30 +405,30 @@ function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): Atte
         : call.inputF32(t as Tensor, "mask");
   }
   let alibiPtr = 0;
-  if (p.alibi) {
-    alibiPtr = call.alloc(p.H * 4, "alibiSlopes");
-    ws.f32.set(p.alibi, alibiPtr >>> 2);
-  }
+  if (p.alibi) alibiPtr = call.inputF32({ data: p.alibi, shape: [p.H] }, "alibiSlopes");
   let globalKeysPtr = 0;
   let globalRowsPtr = 0;
   if (p.globalKeys && p.globalRows) {
-    globalKeysPtr = call.alloc(p.Nk, "globalTokens");
-    ws.u8.set(p.globalKeys, globalKeysPtr);
-    globalRowsPtr = call.alloc(p.Nq, "globalTokens");
-    ws.u8.set(p.globalRows, globalRowsPtr);
+    globalKeysPtr = call.inputU8({ data: p.globalKeys, shape: [p.Nk] }, "globalTokens");
+    globalRowsPtr = call.inputU8({ data: p.globalRows, shape: [p.Nq] }, "globalTokens");
   }
   const scratch = call.alloc(exports.sdpaScratchBytes(p.D, p.Dv, p.Nk), "scratch");
 
   const i32 = ws.i32;
-  const f32 = ws.f32;
   const at = params >>> 2;
   const set = (offset: number, value: number): void => {
     i32[at + offset / 4] = value;
   };
-  set(P.SDPA_Q, qPtr);
-  set(P.SDPA_K, kPtr);
-  set(P.SDPA_V, vPtr);
-  set(P.SDPA_OUT, outPtr);
+  const setOperand = (ptrAt: number, stridesAt: number, o: Operand): void => {
+    set(ptrAt, o.ptr);
+    set(stridesAt, o.strideB);
+    set(stridesAt + 4, o.strideH);
+    set(stridesAt + 8, o.strideRow);
+  };
+  setOperand(P.SDPA_Q, P.SDPA_Q_STRIDE_B, operands.q);
+  setOperand(P.SDPA_K, P.SDPA_K_STRIDE_B, operands.k);
+  setOperand(P.SDPA_V, P.SDPA_V_STRIDE_B, operands.v);
+  setOperand(P.SDPA_OUT, P.SDPA_OUT_STRIDE_B, operands.out);
   set(P.SDPA_WEIGHTS, weightsPtr);
   set(P.SDPA_LSE, lsePtr);
   set(P.SDPA_MASK, maskPtr);
@@ -375,6 +438,8 @@ function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): Atte
   set(P.SDPA_MASK_STRIDE_H, ms[1]);
   set(P.SDPA_MASK_STRIDE_Q, ms[2]);
   set(P.SDPA_MASK_STRIDE_K, ms[3]);
+  set(P.SDPA_KEY_MASK, operands.keyMask ? operands.keyMask.ptr : 0);
+  set(P.SDPA_KEY_MASK_STRIDE_B, operands.keyMask ? operands.keyMask.strideB : 0);
   set(P.SDPA_B, p.B);
   set(P.SDPA_H, p.H);
   set(P.SDPA_HKV, p.Hkv);
@@ -382,8 +447,8 @@ function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): Atte
   set(P.SDPA_NK, p.Nk);
   set(P.SDPA_D, p.D);
   set(P.SDPA_DV, p.Dv);
-  f32[at + P.SDPA_SCALE / 4] = p.scale;
-  f32[at + P.SDPA_SOFTCAP / 4] = p.softcap;
+  ws.f32[at + P.SDPA_SCALE / 4] = p.scale;
+  ws.f32[at + P.SDPA_SOFTCAP / 4] = p.softcap;
   set(P.SDPA_ALIBI, alibiPtr);
   set(P.SDPA_DIAG_OFFSET, p.diagOffset);
   set(P.SDPA_STRUCTURED, p.structured ? 1 : 0);
@@ -391,39 +456,11 @@ function runSdpa(call: Call, q: Tensor, k: Tensor, v: Tensor, p: SdpaPlan): Atte
   set(P.SDPA_WINDOW_RIGHT, p.windowRight);
   set(P.SDPA_GLOBAL_KEYS, globalKeysPtr);
   set(P.SDPA_GLOBAL_ROWS, globalRowsPtr);
-  // Contiguous [B, H, N, D] layouts.
-  set(P.SDPA_Q_STRIDE_B, p.H * p.Nq * p.D);
-  set(P.SDPA_Q_STRIDE_H, p.Nq * p.D);
-  set(P.SDPA_Q_STRIDE_ROW, p.D);
-  set(P.SDPA_K_STRIDE_B, p.Hkv * p.Nk * p.D);
-  set(P.SDPA_K_STRIDE_H, p.Nk * p.D);
-  set(P.SDPA_K_STRIDE_ROW, p.D);
-  set(P.SDPA_V_STRIDE_B, p.Hkv * p.Nk * p.Dv);
-  set(P.SDPA_V_STRIDE_H, p.Nk * p.Dv);
-  set(P.SDPA_V_STRIDE_ROW, p.Dv);
-  set(P.SDPA_OUT_STRIDE_B, p.H * p.Nq * p.Dv);
-  set(P.SDPA_OUT_STRIDE_H, p.Nq * p.Dv);
-  set(P.SDPA_OUT_STRIDE_ROW, p.Dv);
 
   exports.sdpaForward(params, scratch, 0, p.B * p.H);
 
-  let data: Float32Array;
-  if (!outInPlace) data = call.outputF32(outPtr, outLength, p.out);
-  else if (p.out!.buffer === ws.buffer) data = p.out!;
-  else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
-  const output: Tensor = { data, shape: [...p.lead, p.Nq, p.Dv] };
-  const result: AttentionResult = { output };
-  if (p.returnWeights) {
-    result.weights = {
-      data: call.outputF32(weightsPtr, weightsLength),
-      shape: [...p.lead, p.Nq, p.Nk],
-    };
-  }
-  if (p.returnLse) {
-    result.lse = {
-      data: call.outputF32(lsePtr, p.B * p.H * p.Nq),
-      shape: [...p.lead, p.Nq],
-    };
-  }
-  return result;
+  return {
+    weights: p.returnWeights ? call.outputF32(weightsPtr, weightsLength) : undefined,
+    lse: p.returnLse ? call.outputF32(lsePtr, p.B * p.H * p.Nq) : undefined,
+  };
 }
