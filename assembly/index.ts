@@ -9,3 +9,4 @@ export function heapBase(): usize {
   return __heap_base;
 }
 export { gemm, gemmScratchBytes, packWeights, packedWeightsBytes } from "./gemm";
+export { ropeApply } from "./rope";

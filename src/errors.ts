@@ -6,7 +6,8 @@ export type AttentionErrorCode =
   | "NOT_INITIALIZED"
   | "OUT_OF_MEMORY"
   | "INIT_FAILED"
-  | "DISPOSED";
+  | "DISPOSED"
+  | "CACHE_FULL";
 
 /**
  * The one error type of wasm-attention. Every op validates its arguments before it touches WASM

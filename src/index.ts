@@ -12,4 +12,12 @@ export {
 } from "./sdpa";
 export { softmax } from "./softmax";
 export { linear } from "./linear";
+export {
+  MultiHeadAttention,
+  type MultiHeadAttentionOptions,
+  type MultiHeadAttentionWeights,
+  type MultiHeadAttentionForwardOptions,
+} from "./mha";
+export type { KVCache } from "./kv-cache";
+export { applyRope, type ApplyRopeOptions } from "./rope";
 export { alibiSlopes } from "./alibi";

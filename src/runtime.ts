@@ -12,6 +12,18 @@ export interface KernelExports {
   sdpaScratchBytes(d: number, dv: number, keys: number): number;
   sdpaForward(params: number, scratch: number, headBegin: number, headEnd: number): void;
   softmaxForward(src: number, dst: number, outer: number, len: number, inner: number): void;
+  ropeApply(
+    x: number,
+    batch: number,
+    heads: number,
+    rows: number,
+    strideB: number,
+    strideH: number,
+    strideRow: number,
+    d: number,
+    table: number,
+    style: number,
+  ): void;
   packedWeightsBytes(n: number, k: number): number;
   gemmScratchBytes(): number;
   packWeights(w: number, n: number, k: number, ldw: number, dst: number): void;

@@ -1,0 +1,594 @@
+// MultiHeadAttention: projections on the packed GEMM (assembly/gemm.ts) around the one attention
+// kernel (runAttention). Weights are packed into WASM memory once, at construction, until dispose().
+//
+// Data flow of forward(), all in WASM memory: Q = query·Wqᵀ + bq [B·Nq, E], K and V likewise
+// [B·Nk, E·Hkv/H]; the attention kernel reads the heads straight out of these row-major
+// projections through strides (head h is columns h·hd..(h+1)·hd) and writes its output in the same
+// concatenated layout, which the output projection then reads: no transposes anywhere.
+
+import { type Call, stagedBytes, withCall } from "./call";
+import { AttentionError, formatShape } from "./errors";
+import { weightTensor } from "./linear";
+import { KVCache } from "./kv-cache";
+import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope";
+import { kernels, type Kernels } from "./runtime";
+import {
+  attentionBytes,
+  planAttention,
+  runAttention,
+  type AttentionPlan,
+  type Operand,
+} from "./sdpa";
+import { checkTensor, describe, type Tensor } from "./tensor";
+import { Workspace } from "./workspace";
+
+/** Weights in PyTorch `nn.MultiheadAttention`'s layout: each matrix (out_features, in_features). */
+export interface MultiHeadAttentionWeights {
+  /** [E, E] */
+  wq: Float32Array | Tensor;
+  /** [E·Hkv/H, kdim] */
+  wk: Float32Array | Tensor;
+  /** [E·Hkv/H, vdim] */
+  wv: Float32Array | Tensor;
+  /** [E, E] */
+  wo: Float32Array | Tensor;
+  bq?: Float32Array;
+  bk?: Float32Array;
+  bv?: Float32Array;
+  bo?: Float32Array;
+}
+
+export interface MultiHeadAttentionOptions {
+  embedDim: number;
+  numHeads: number;
+  /** Key/value heads for grouped-query attention (must divide numHeads); default numHeads. */
+  numKvHeads?: number;
+  /** Feature size of `key`; default embedDim. */
+  kdim?: number;
+  /** Feature size of `value`; default embedDim. */
+  vdim?: number;
+  /** Biases on the four projections; default true. */
+  bias?: boolean;
+  /** Without weights, they are initialised as PyTorch does (Xavier uniform), from `seed`. */
+  weights?: MultiHeadAttentionWeights;
+  /** Rotary position embedding of queries and keys after projection (positions continue from a cache). */
+  rope?: { base?: number; style?: "neox" | "gptj" };
+  /** Seed of the weight initialisation; default 0. */
+  seed?: number;
+}
+
+export interface MultiHeadAttentionForwardOptions {
+  /** [B, Nk], 1 = real token, 0 = padding. Intersects with `mask`. */
+  keyMask?: Tensor<Uint8Array>;
+  /** Boolean or additive, broadcasting to [B,H,Nq,Nk]; PyTorch's [B·H, Nq, Nk] is accepted too. */
+  mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
+  causal?: boolean;
+  window?: readonly [number, number];
+  /** Return the attention weights (default false). */
+  needWeights?: boolean;
+  /** Average the weights over heads, [B,Nq,Nk] (default true, as PyTorch); else [B,H,Nq,Nk]. */
+  averageWeights?: boolean;
+  /** Append this call's keys and values to the cache and attend over all of it. */
+  cache?: KVCache;
+}
+
+const NAME = "MultiHeadAttention";
+const FORWARD = "MultiHeadAttention.forward";
+
+interface Projection {
+  packed: number; // packed weights (gemm layout)
+  bias: number; // 0 = none
+  outFeatures: number;
+  inFeatures: number;
+}
+
+/**
+ * Multi-head attention with its input and output projections, as PyTorch's
+ * `nn.MultiheadAttention` (batch_first): self- and cross-attention, kdim/vdim, grouped-query heads,
+ * masks, causal and sliding-window attention, a KV cache for decoding and rotary embeddings.
+ */
+export class MultiHeadAttention {
+  readonly embedDim: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly kdim: number;
+  readonly vdim: number;
+  readonly bias: boolean;
+  readonly rope: RopeConfig | undefined;
+  readonly #kernels: Kernels;
+  readonly #projections: { q: Projection; k: Projection; v: Projection; o: Projection };
+  readonly #blocks: number[] = [];
+  readonly #caches = new Set<KVCache>();
+  #disposed = false;
+
+  constructor(options: MultiHeadAttentionOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: options must be an object, got ${describe(options)}`,
+      );
+    }
+    const E = positiveInt(options.embedDim, "embedDim");
+    const H = positiveInt(options.numHeads, "numHeads");
+    const Hkv =
+      options.numKvHeads === undefined ? H : positiveInt(options.numKvHeads, "numKvHeads");
+    const kdim = options.kdim === undefined ? E : positiveInt(options.kdim, "kdim");
+    const vdim = options.vdim === undefined ? E : positiveInt(options.vdim, "vdim");
+    if (E % H !== 0) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: embedDim ${E} is not divisible by numHeads ${H}`,
+      );
+    }
+    if (H % Hkv !== 0) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: numHeads ${H} is not divisible by numKvHeads ${Hkv}`,
+      );
+    }
+    if (options.bias !== undefined && typeof options.bias !== "boolean") {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: bias must be a boolean, got ${describe(options.bias)}`,
+      );
+    }
+    const bias = options.bias ?? true;
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: seed must be an integer, got ${describe(seed)}`,
+      );
+    }
+    const hd = E / H;
+    const kvDim = hd * Hkv;
+    this.rope =
+      options.rope === undefined ? undefined : checkRopeConfig(NAME, "rope", options.rope, hd);
+    const w = options.weights
+      ? checkWeights(options.weights, E, kvDim, kdim, vdim, bias)
+      : initWeights(E, kvDim, kdim, vdim, bias, seed);
+    this.#kernels = kernels(NAME);
+    this.embedDim = E;
+    this.numHeads = H;
+    this.numKvHeads = Hkv;
+    this.headDim = hd;
+    this.kdim = kdim;
+    this.vdim = vdim;
+    this.bias = bias;
+    try {
+      this.#projections = {
+        q: this.#pack(w.wq, w.bq),
+        k: this.#pack(w.wk, w.bk),
+        v: this.#pack(w.wv, w.bv),
+        o: this.#pack(w.wo, w.bo),
+      };
+    } catch (err) {
+      this.#freeBlocks();
+      throw err;
+    }
+  }
+
+  /**
+   * Attention of `query` [B,Nq,E] over `key` [B,Nk,kdim] and `value` [B,Nk,vdim] (both default to
+   * `query`: self-attention). Rank 2 inputs [N, features] mean B = 1. Returns `output` [B,Nq,E]
+   * and, with `needWeights`, `weights` [B,Nq,Nk] (averaged over heads) or [B,H,Nq,Nk].
+   */
+  forward(
+    query: Tensor,
+    key?: Tensor,
+    value?: Tensor,
+    options: MultiHeadAttentionForwardOptions = {},
+  ): { output: Tensor; weights?: Tensor } {
+    this.#checkLive(FORWARD);
+    const call = this.#planForward(query, key ?? query, value ?? key ?? query, options);
+    return withCall(
+      FORWARD,
+      (k) => call.bytes(k),
+      (c) => call.run(c),
+    );
+  }
+
+  /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
+  createCache(options: { batch?: number; maxLength: number }): KVCache {
+    this.#checkLive(`${NAME}.createCache`);
+    if (typeof options !== "object" || options === null) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}.createCache: options must be an object, got ${describe(options)}`,
+      );
+    }
+    const batch =
+      options.batch === undefined ? 1 : positiveInt(options.batch, "batch", `${NAME}.createCache`);
+    const maxLength = positiveInt(options.maxLength, "maxLength", `${NAME}.createCache`);
+    const cache = new KVCache(
+      this.#kernels.workspace,
+      batch,
+      maxLength,
+      this.numKvHeads * this.headDim,
+      this,
+    );
+    this.#caches.add(cache);
+    return cache;
+  }
+
+  /** Frees the weights (and every cache made by this module) from WASM memory. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const cache of this.#caches) cache.dispose();
+    this.#caches.clear();
+    this.#freeBlocks();
+  }
+
+  #checkLive(op: string): void {
+    if (this.#disposed)
+      throw new AttentionError("DISPOSED", `${op}: this MultiHeadAttention was disposed`);
+  }
+
+  #freeBlocks(): void {
+    for (const ptr of this.#blocks) this.#kernels.workspace.release(ptr);
+    this.#blocks.length = 0;
+  }
+
+  #persistent(bytes: number, what: string): number {
+    const ptr = this.#kernels.workspace.alloc(bytes, `${NAME} (${what})`);
+    this.#blocks.push(ptr);
+    return ptr;
+  }
+
+  // Packs one weight matrix (and copies its bias) into memory kept until dispose().
+  #pack(weight: Tensor, bias: Float32Array | undefined): Projection {
+    const { exports, workspace } = this.#kernels;
+    const [outFeatures, inFeatures] = weight.shape;
+    const packed = this.#persistent(exports.packedWeightsBytes(outFeatures, inFeatures), "weights");
+    withCall(
+      NAME,
+      (k) => stagedBytes(weight, k),
+      (call) => {
+        const raw = call.inputF32(weight, "weights");
+        exports.packWeights(raw, outFeatures, inFeatures, inFeatures, packed);
+      },
+    );
+    let biasPtr = 0;
+    if (bias) {
+      biasPtr = this.#persistent(outFeatures * 4, "bias");
+      workspace.f32.set(bias, biasPtr >>> 2);
+    }
+    return { packed, bias: biasPtr, outFeatures, inFeatures };
+  }
+
+  // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b.
+  #project(
+    call: Call,
+    p: Projection,
+    x: number,
+    rows: number,
+    y: number,
+    ldy: number,
+    scratch: number,
+  ): void {
+    call.kernels.exports.gemm(
+      x,
+      rows,
+      p.inFeatures,
+      p.inFeatures,
+      p.packed,
+      p.outFeatures,
+      p.bias,
+      y,
+      ldy,
+      scratch,
+    );
+  }
+
+  #planForward(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    options: MultiHeadAttentionForwardOptions,
+  ): { bytes: (k: Kernels) => number; run: (call: Call) => { output: Tensor; weights?: Tensor } } {
+    if (typeof options !== "object" || options === null) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${FORWARD}: options must be an object, got ${describe(options)}`,
+      );
+    }
+    const E = this.embedDim;
+    const H = this.numHeads;
+    const hd = this.headDim;
+    const kvDim = this.numKvHeads * hd;
+    const [B, Nq] = sequenceDims(query, "query", E);
+    const [Bk, Nnew] = sequenceDims(key, "key", this.kdim);
+    const [Bv, Nv] = sequenceDims(value, "value", this.vdim);
+    if (Bk !== B || Bv !== B || Nv !== Nnew) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${FORWARD}: query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ` +
+          `${formatShape(value.shape)} must share the batch B, and key and value the length Nk`,
+      );
+    }
+    const cache = options.cache;
+    let past = 0;
+    if (cache !== undefined) {
+      if (!(cache instanceof KVCache) || !cache.belongsTo(this)) {
+        throw new AttentionError(
+          "BAD_OPTION",
+          `${FORWARD}: cache must come from this module's createCache()`,
+        );
+      }
+      cache.checkUsable(FORWARD, B, Nnew);
+      past = cache.length;
+    }
+    const Nk = past + Nnew;
+
+    let keyMask: Tensor<Uint8Array> | undefined;
+    if (options.keyMask !== undefined) {
+      checkTensor(FORWARD, "keyMask", options.keyMask, ["uint8"]);
+      keyMask = options.keyMask as Tensor<Uint8Array>;
+      const s = keyMask.shape;
+      if (s.length !== 2 || s[0] !== B || s[1] !== Nk) {
+        throw new AttentionError(
+          "SHAPE_MISMATCH",
+          `${FORWARD}: keyMask has shape ${formatShape(s)} but must be [B, Nk] = [${B},${Nk}]`,
+        );
+      }
+    }
+    let mask = options.mask;
+    if (mask !== undefined) {
+      checkTensor(FORWARD, "mask", mask, ["uint8", "float32"]);
+      // PyTorch's [B·H, Nq, Nk] form: the same memory seen as [B, H, Nq, Nk].
+      const s = mask.shape;
+      if (s.length === 3 && s[0] === B * H && B > 1)
+        mask = { data: mask.data, shape: [B, H, s[1], s[2]] } as typeof mask;
+    }
+    if (options.needWeights !== undefined && typeof options.needWeights !== "boolean") {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${FORWARD}: needWeights must be a boolean, got ${describe(options.needWeights)}`,
+      );
+    }
+    if (options.averageWeights !== undefined && typeof options.averageWeights !== "boolean") {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${FORWARD}: averageWeights must be a boolean, got ${describe(options.averageWeights)}`,
+      );
+    }
+    const needWeights = options.needWeights === true;
+    const average = options.averageWeights ?? true;
+    const plan: AttentionPlan = planAttention(
+      FORWARD,
+      { B, H, Hkv: this.numKvHeads, Nq, Nk, D: hd, Dv: hd },
+      { mask, causal: options.causal, window: options.window, returnWeights: needWeights },
+    );
+    const selfAttention = key === query && value === query;
+    const crossSame = key === value;
+    const rope = this.rope;
+    const ropeRows = Math.max(Nq, Nnew);
+    const block = Workspace.blockSize;
+    const lead = query.shape.slice(0, -2);
+    const { q: pq, k: pk, v: pv, o: po } = this.#projections;
+
+    const bytes = (k: Kernels): number =>
+      stagedBytes(query, k) +
+      (selfAttention ? 0 : stagedBytes(key, k)) +
+      (selfAttention || crossSame ? 0 : stagedBytes(value, k)) +
+      block(B * Nq * E * 4) * 3 + // Q, attention output, output
+      (cache ? 0 : block(B * Nnew * kvDim * 4) * 2) + // K, V
+      (keyMask ? stagedBytes(keyMask, k) : 0) +
+      (rope ? block(ropeTableBytes(ropeRows, hd)) : 0) +
+      block(k.exports.gemmScratchBytes()) +
+      attentionBytes(k, plan);
+
+    const run = (call: Call): { output: Tensor; weights?: Tensor } => {
+      const qIn = call.inputF32(query, "query");
+      const kIn = selfAttention ? qIn : call.inputF32(key, "key");
+      const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
+      const scratch = call.alloc(call.kernels.exports.gemmScratchBytes(), "gemm scratch");
+      const qPtr = call.alloc(B * Nq * E * 4, "Q");
+      this.#project(call, pq, qIn, B * Nq, qPtr, E, scratch);
+      // Keys and values: into the cache after its `past` tokens, or into fresh buffers.
+      let kOperand: Operand;
+      let vOperand: Operand;
+      let kRows: number; // where this call's keys start, for RoPE
+      if (cache) {
+        const at = cache.appendTargets();
+        for (let b = 0; b < B; b++) {
+          const rowsIn = b * Nnew * 4;
+          this.#project(call, pk, kIn + rowsIn * this.kdim, Nnew, at.keys(b), kvDim, scratch);
+          this.#project(call, pv, vIn + rowsIn * this.vdim, Nnew, at.values(b), kvDim, scratch);
+        }
+        kOperand = {
+          ptr: cache.keysPtr,
+          strideB: cache.maxLength * kvDim,
+          strideH: hd,
+          strideRow: kvDim,
+        };
+        vOperand = {
+          ptr: cache.valuesPtr,
+          strideB: cache.maxLength * kvDim,
+          strideH: hd,
+          strideRow: kvDim,
+        };
+        kRows = past;
+      } else {
+        const kPtr = call.alloc(B * Nnew * kvDim * 4, "K");
+        const vPtr = call.alloc(B * Nnew * kvDim * 4, "V");
+        this.#project(call, pk, kIn, B * Nnew, kPtr, kvDim, scratch);
+        this.#project(call, pv, vIn, B * Nnew, vPtr, kvDim, scratch);
+        kOperand = { ptr: kPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
+        vOperand = { ptr: vPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
+        kRows = 0;
+      }
+      if (rope) {
+        // Queries sit at the last Nq positions of the Nk keys (lower-right, as the kernel's causal).
+        const table = call.alloc(ropeTableBytes(ropeRows, hd), "rope table");
+        const qOperand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
+        applyRopeInPlace(call, rope, qOperand, B, H, Nq, hd, Nk - Nq, table);
+        const newKeys = { ...kOperand, ptr: kOperand.ptr + kRows * kvDim * 4 };
+        applyRopeInPlace(call, rope, newKeys, B, this.numKvHeads, Nnew, hd, past, table);
+      }
+      const attended = call.alloc(B * Nq * E * 4, "attention output");
+      const result = runAttention(call, plan, {
+        q: { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E },
+        k: kOperand,
+        v: vOperand,
+        out: { ptr: attended, strideB: Nq * E, strideH: hd, strideRow: E },
+        keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
+      });
+      const yPtr = call.alloc(B * Nq * E * 4, "output");
+      this.#project(call, po, attended, B * Nq, yPtr, E, scratch);
+      if (cache) cache.commit(Nnew);
+      const output: { output: Tensor; weights?: Tensor } = {
+        output: { data: call.outputF32(yPtr, B * Nq * E), shape: [...lead, Nq, E] },
+      };
+      if (result.weights) {
+        output.weights = average
+          ? { data: averageHeads(result.weights, B, H, Nq * Nk), shape: [...lead, Nq, Nk] }
+          : { data: result.weights, shape: lead.length ? [B, H, Nq, Nk] : [H, Nq, Nk] };
+      }
+      return output;
+    };
+    return { bytes, run };
+  }
+}
+
+function positiveInt(x: unknown, name: string, op: string = NAME): number {
+  if (typeof x !== "number" || !Number.isInteger(x) || x < 1) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: ${name} must be a positive integer, got ${describe(x)}`,
+    );
+  }
+  return x;
+}
+
+// [B, N] of a [B, N, features] (or [N, features]) input, checking the feature size.
+function sequenceDims(t: Tensor, name: string, features: number): [number, number] {
+  checkTensor(FORWARD, name, t, ["float32"]);
+  const s = t.shape;
+  if ((s.length !== 3 && s.length !== 2) || s[s.length - 1] !== features) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${FORWARD}: ${name} has shape ${formatShape(s)} but must be [B, N, ${features}] (or [N, ${features}])`,
+    );
+  }
+  return s.length === 3 ? [s[0], s[1]] : [1, s[0]];
+}
+
+function averageHeads(weights: Float32Array, B: number, H: number, plane: number): Float32Array {
+  const out = new Float32Array(B * plane);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const from = (b * H + h) * plane;
+      for (let i = 0; i < plane; i++) out[b * plane + i] += weights[from + i];
+    }
+    for (let i = 0; i < plane; i++) out[b * plane + i] /= H;
+  }
+  return out;
+}
+
+interface CheckedWeights {
+  wq: Tensor;
+  wk: Tensor;
+  wv: Tensor;
+  wo: Tensor;
+  bq?: Float32Array;
+  bk?: Float32Array;
+  bv?: Float32Array;
+  bo?: Float32Array;
+}
+
+function checkWeights(
+  w: MultiHeadAttentionWeights,
+  E: number,
+  kvDim: number,
+  kdim: number,
+  vdim: number,
+  bias: boolean,
+): CheckedWeights {
+  if (typeof w !== "object" || w === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${NAME}: weights must be an object, got ${describe(w)}`,
+    );
+  }
+  const checked: CheckedWeights = {
+    wq: weightTensor(NAME, "weights.wq", w.wq, E, E),
+    wk: weightTensor(NAME, "weights.wk", w.wk, kdim, kvDim),
+    wv: weightTensor(NAME, "weights.wv", w.wv, vdim, kvDim),
+    wo: weightTensor(NAME, "weights.wo", w.wo, E, E),
+  };
+  const biasSizes = { bq: E, bk: kvDim, bv: kvDim, bo: E } as const;
+  for (const name of ["bq", "bk", "bv", "bo"] as const) {
+    const b = w[name];
+    if (b === undefined) {
+      if (bias) checked[name] = new Float32Array(biasSizes[name]);
+      continue;
+    }
+    if (!bias) {
+      throw new AttentionError("BAD_OPTION", `${NAME}: weights.${name} is given but bias is false`);
+    }
+    if (!(b instanceof Float32Array)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${NAME}: weights.${name} must be a Float32Array, got ${describe(b)}`,
+      );
+    }
+    if (b.length !== biasSizes[name]) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${NAME}: weights.${name} has shape [${b.length}] but must be [${biasSizes[name]}]`,
+      );
+    }
+    checked[name] = b;
+  }
+  return checked;
+}
+
+// PyTorch's initialisation: Xavier uniform on the input projections (one [3E, E] matrix when
+// kdim = vdim = E and there is no grouping, as torch's in_proj_weight; separate matrices
+// otherwise), the default Linear bound 1/sqrt(E) on the output projection, zero biases.
+function initWeights(
+  E: number,
+  kvDim: number,
+  kdim: number,
+  vdim: number,
+  bias: boolean,
+  seed: number,
+): CheckedWeights {
+  const random = mulberry32(seed);
+  const uniform = (n: number, bound: number): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (random() * 2 - 1) * bound;
+    return a;
+  };
+  const packed = kdim === E && vdim === E && kvDim === E;
+  const xavier = (out: number, inp: number): number =>
+    Math.sqrt(6 / (packed ? E + 3 * E : inp + out));
+  const w: CheckedWeights = {
+    wq: { data: uniform(E * E, xavier(E, E)), shape: [E, E] },
+    wk: { data: uniform(kvDim * kdim, xavier(kvDim, kdim)), shape: [kvDim, kdim] },
+    wv: { data: uniform(kvDim * vdim, xavier(kvDim, vdim)), shape: [kvDim, vdim] },
+    wo: { data: uniform(E * E, 1 / Math.sqrt(E)), shape: [E, E] },
+  };
+  if (bias) {
+    w.bq = new Float32Array(E);
+    w.bk = new Float32Array(kvDim);
+    w.bv = new Float32Array(kvDim);
+    w.bo = new Float32Array(E);
+  }
+  return w;
+}
+
+/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
