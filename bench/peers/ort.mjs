@@ -1,5 +1,8 @@
-// Peer for the benchmark: plain scaled dot-product attention as an ONNX graph, run by
-// onnxruntime-web on its WASM backend (single thread, no worker proxy) in Node.
+// Peer for the benchmark: attention as ONNX graphs, run by onnxruntime-web on its WASM backend
+// (single thread, no worker proxy) in Node. Three graphs:
+//   createOrtSdpa    plain scaled dot-product attention softmax(q·kᵀ/√D [+ causal mask]) · v
+//   createOrtMha     PyTorch nn.MultiheadAttention self-attention (batch_first, bias, no mask)
+//   createOrtDecode  one decode step (Nq = 1) with the K/V cache copied in from JS on every run
 //
 // The ONNX model is built in code and serialized with the tiny protobuf writer below, so the
 // benchmark needs no model files and no protobuf/onnx dependency.
@@ -94,6 +97,7 @@ class PbWriter {
 // ONNX message encoders. Field numbers are from onnx/onnx.proto3.
 
 const DT_FLOAT = 1; // TensorProto.DataType.FLOAT
+const DT_INT64 = 7; // TensorProto.DataType.INT64
 const ATTR_INT = 2; // AttributeProto.AttributeType.INT
 const ATTR_INTS = 7; // AttributeProto.AttributeType.INTS
 
@@ -107,6 +111,16 @@ function tensorProto(name, dims, data) {
   t.varint(2, DT_FLOAT); // data_type
   t.string(8, name); // name
   t.bytes(9, raw); // raw_data
+  return t;
+}
+
+/** TensorProto holding int64 data in int64_data (field 7, packed varints), e.g. Reshape's shape. */
+function int64TensorProto(name, dims, values) {
+  const t = new PbWriter();
+  for (const d of dims) t.varint(1, d); // dims
+  t.varint(2, DT_INT64); // data_type
+  t.packedVarints(7, values); // int64_data
+  t.string(8, name); // name
   return t;
 }
 
@@ -159,11 +173,36 @@ function causalMask(Nq, Nk) {
   return m;
 }
 
-/** Serialized ModelProto (Uint8Array) for softmax(q·kᵀ/√D [+ causal mask]) · v. */
-export function buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal }) {
+/**
+ * Serialized ModelProto (Uint8Array) of one graph in the default domain. `inputs` and `outputs`
+ * are [name, dims] pairs of float32 tensors; `nodes` and `initializers` are PbWriters.
+ */
+function buildModel({ name, nodes, initializers, inputs, outputs }) {
+  const graph = new PbWriter(); // GraphProto
+  for (const n of nodes) graph.message(1, n); // node
+  graph.string(2, name); // name
+  for (const t of initializers) graph.message(5, t); // initializer
+  for (const [n, dims] of inputs) graph.message(11, valueInfo(n, dims)); // input
+  for (const [n, dims] of outputs) graph.message(12, valueInfo(n, dims)); // output
+
+  const opset = new PbWriter().string(1, "").varint(2, OPSET); // OperatorSetIdProto
+  const model = new PbWriter(); // ModelProto
+  model.varint(1, IR_VERSION); // ir_version
+  model.string(2, "wasm-attention-bench"); // producer_name
+  model.message(7, graph); // graph
+  model.message(8, opset); // opset_import
+  return model.finish();
+}
+
+/**
+ * Nodes and initializers of softmax(q·kᵀ/√D [+ causal mask]) · v on the tensors named q, k, v
+ * ([..., Nq, D], [..., Nk, D], [..., Nk, Dv]), writing the tensor named `out`. Its own tensors
+ * are named kT, scores, scale, scaled, mask, masked and probs.
+ */
+function sdpaGraph({ q, k, v, out, Nq, Nk, D, causal = false }) {
   const nodes = [
-    node("Transpose", ["k"], ["kT"], [attrInts("perm", [0, 1, 3, 2])]),
-    node("MatMul", ["q", "kT"], ["scores"]),
+    node("Transpose", [k], ["kT"], [attrInts("perm", [0, 1, 3, 2])]),
+    node("MatMul", [q, "kT"], ["scores"]),
     node("Mul", ["scores", "scale"], ["scaled"]),
   ];
   const initializers = [tensorProto("scale", [], [1 / Math.sqrt(D)])]; // scalar
@@ -175,28 +214,137 @@ export function buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal }) {
     logits = "masked";
   }
   nodes.push(node("Softmax", [logits], ["probs"], [attrInt("axis", -1)]));
-  nodes.push(node("MatMul", ["probs", "v"], ["out"]));
+  nodes.push(node("MatMul", ["probs", v], [out]));
+  return { nodes, initializers };
+}
 
-  const graph = new PbWriter(); // GraphProto
-  for (const n of nodes) graph.message(1, n); // node
-  graph.string(2, "sdpa"); // name
-  for (const t of initializers) graph.message(5, t); // initializer
-  graph.message(11, valueInfo("q", [B, H, Nq, D])); // input
-  graph.message(11, valueInfo("k", [B, H, Nk, D]));
-  graph.message(11, valueInfo("v", [B, H, Nk, Dv]));
-  graph.message(12, valueInfo("out", [B, H, Nq, Dv])); // output
+/** Serialized ModelProto (Uint8Array) for softmax(q·kᵀ/√D [+ causal mask]) · v. */
+export function buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal }) {
+  const { nodes, initializers } = sdpaGraph({
+    q: "q",
+    k: "k",
+    v: "v",
+    out: "out",
+    Nq,
+    Nk,
+    D,
+    causal,
+  });
+  return buildModel({
+    name: "sdpa",
+    nodes,
+    initializers,
+    inputs: [
+      ["q", [B, H, Nq, D]],
+      ["k", [B, H, Nk, D]],
+      ["v", [B, H, Nk, Dv]],
+    ],
+    outputs: [["out", [B, H, Nq, Dv]]],
+  });
+}
 
-  const opset = new PbWriter().string(1, "").varint(2, OPSET); // OperatorSetIdProto
-  const model = new PbWriter(); // ModelProto
-  model.varint(1, IR_VERSION); // ir_version
-  model.string(2, "wasm-attention-bench"); // producer_name
-  model.message(7, graph); // graph
-  model.message(8, opset); // opset_import
-  return model.finish();
+/** Wᵀ of a row-major [rows, cols] matrix, as a new Float32Array [cols, rows]. */
+function transposed(w, rows, cols) {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
+  }
+  return t;
+}
+
+/** Checks the eight nn.MultiheadAttention weights: W* Float32Array [E·E], b* Float32Array [E]. */
+function checkMhaWeights(weights, E) {
+  for (const name of ["wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo"]) {
+    const expected = name[0] === "w" ? E * E : E;
+    const a = weights[name];
+    if (!(a instanceof Float32Array) || a.length !== expected) {
+      throw new TypeError(`${name}: expected a Float32Array of length ${expected}`);
+    }
+  }
+}
+
+function checkMhaShape({ B, N, E, H }) {
+  for (const [name, value] of Object.entries({ B, N, E, H })) {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name}: ${value}`);
+  }
+  if (E % H !== 0) throw new RangeError(`E = ${E} is not divisible by H = ${H}`);
+}
+
+/**
+ * Serialized ModelProto (Uint8Array) for PyTorch nn.MultiheadAttention self-attention
+ * (batch_first, bias, no mask) on x [B, N, E]. `weights` are in PyTorch layout: wq, wk, wv, wo
+ * [E, E] (out_features, in_features) and bq, bk, bv, bo [E]; the graph holds Wᵀ as MatMul's
+ * right operand, then adds the bias:
+ *
+ *   Q = x·Wqᵀ + bq → Reshape [B, N, H, hd] → Transpose [B, H, N, hd]   (K, V likewise)
+ *   A = softmax(Q·Kᵀ/√hd) · V → Transpose [B, N, H, hd] → Reshape [B, N, E]
+ *   out = A·Woᵀ + bo
+ *
+ * With graphOptimizationLevel "all", onnxruntime-web 1.30 runs each projection as Reshape to
+ * [B·N, E] → Gemm → Reshape (MatMulAddFusion), merges K's two Transposes into one and folds the
+ * scale into a FusedMatMul; its AttentionFusion does not match this pattern, so no fused
+ * attention kernel is used (checked with enableProfiling on small shapes).
+ */
+export function buildMhaModel({ B, N, E, H }, weights) {
+  checkMhaShape({ B, N, E, H });
+  checkMhaWeights(weights, E);
+  const hd = E / H;
+  const nodes = [];
+  const initializers = [
+    int64TensorProto("heads_shape", [4], [B, N, H, hd]),
+    int64TensorProto("embed_shape", [3], [B, N, E]),
+  ];
+  /** x·Wᵀ + b → `out`, with the weight and bias initializers named `${name}_wT`, `${name}_b`. */
+  const linear = (input, name, w, b, out) => {
+    initializers.push(tensorProto(`${name}_wT`, [E, E], transposed(w, E, E)));
+    initializers.push(tensorProto(`${name}_b`, [E], b));
+    nodes.push(node("MatMul", [input, `${name}_wT`], [`${name}_mm`]));
+    nodes.push(node("Add", [`${name}_mm`, `${name}_b`], [out]));
+  };
+  for (const name of ["q", "k", "v"]) {
+    linear("x", `${name}_proj`, weights[`w${name}`], weights[`b${name}`], `${name}_lin`);
+    nodes.push(node("Reshape", [`${name}_lin`, "heads_shape"], [`${name}_bnhd`]));
+    nodes.push(node("Transpose", [`${name}_bnhd`], [name], [attrInts("perm", [0, 2, 1, 3])]));
+  }
+  const sdpa = sdpaGraph({ q: "q", k: "k", v: "v", out: "attn", Nq: N, Nk: N, D: hd });
+  nodes.push(...sdpa.nodes);
+  initializers.push(...sdpa.initializers);
+  nodes.push(node("Transpose", ["attn"], ["attn_bnhd"], [attrInts("perm", [0, 2, 1, 3])]));
+  nodes.push(node("Reshape", ["attn_bnhd", "embed_shape"], ["attn_bne"]));
+  linear("attn_bne", "out_proj", weights.wo, weights.bo, "out");
+
+  return buildModel({
+    name: "mha",
+    nodes,
+    initializers,
+    inputs: [["x", [B, N, E]]],
+    outputs: [["out", [B, N, E]]],
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Session wrapper.
+
+/** Load a serialized model into an onnxruntime-web WASM session (1 thread, no worker proxy). */
+async function createSession(model) {
+  // Read when the WASM module is first initialized (i.e. on the first session creation), so set
+  // them before every create: 1 thread, and run on the calling thread rather than a worker.
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.proxy = false;
+  return ort.InferenceSession.create(model, {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+}
+
+/** A float32 ort.Tensor over `data` (not copied here; session.run copies it into the heap). */
+function float32Input(name, data, dims) {
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (!(data instanceof Float32Array) || data.length !== size) {
+    throw new TypeError(`${name}: expected a Float32Array of length ${size}`);
+  }
+  return new ort.Tensor("float32", data, dims);
+}
 
 /**
  * Build the SDPA model for fixed shapes and load it into an onnxruntime-web WASM session.
@@ -207,32 +355,13 @@ export function buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal }) {
  *   Promise<Float32Array>, dispose(): Promise<void> }>}
  */
 export async function createOrtSdpa({ B, H, Nq, Nk, D, Dv, causal = false }) {
-  // Read when the WASM module is first initialized (i.e. on the first session creation), so set
-  // them before every create: 1 thread, and run on the calling thread rather than a worker.
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.proxy = false;
-
-  const model = buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal });
-  const session = await ort.InferenceSession.create(model, {
-    executionProviders: ["wasm"],
-    graphOptimizationLevel: "all",
-  });
-
-  const dims = { q: [B, H, Nq, D], k: [B, H, Nk, D], v: [B, H, Nk, Dv] };
-  const sizes = { q: B * H * Nq * D, k: B * H * Nk * D, v: B * H * Nk * Dv };
-  const tensor = (name, data) => {
-    if (!(data instanceof Float32Array) || data.length !== sizes[name]) {
-      throw new TypeError(`${name}: expected a Float32Array of length ${sizes[name]}`);
-    }
-    return new ort.Tensor("float32", data, dims[name]);
-  };
-
+  const session = await createSession(buildSdpaModel({ B, H, Nq, Nk, D, Dv, causal }));
   return {
     async run(q, k, v) {
       const results = await session.run({
-        q: tensor("q", q),
-        k: tensor("k", k),
-        v: tensor("v", v),
+        q: float32Input("q", q, [B, H, Nq, D]),
+        k: float32Input("k", k, [B, H, Nk, D]),
+        v: float32Input("v", v, [B, H, Nk, Dv]),
       });
       // CPU-located output: its data is already a fresh copy out of the WASM heap.
       return /** @type {Float32Array} */ (results.out.data);
@@ -241,6 +370,44 @@ export async function createOrtSdpa({ B, H, Nq, Nk, D, Dv, causal = false }) {
       await session.release();
     },
   };
+}
+
+/**
+ * PyTorch nn.MultiheadAttention self-attention (batch_first, bias, no mask) as one ONNX graph
+ * (see buildMhaModel) in an onnxruntime-web WASM session. The weights, Float32Arrays in PyTorch
+ * layout (wq, wk, wv, wo [E, E] as (out, in); bq, bk, bv, bo [E]), are transposed into the
+ * model's initializers once, here; run() copies in only x.
+ *
+ * @param {{ B: number, N: number, E: number, H: number, wq: Float32Array, wk: Float32Array,
+ *   wv: Float32Array, wo: Float32Array, bq: Float32Array, bk: Float32Array, bv: Float32Array,
+ *   bo: Float32Array }} options
+ * @returns {Promise<{ run(x: Float32Array): Promise<Float32Array>, dispose(): Promise<void> }>}
+ */
+export async function createOrtMha({ B, N, E, H, ...weights }) {
+  const session = await createSession(buildMhaModel({ B, N, E, H }, weights));
+  return {
+    async run(x) {
+      const results = await session.run({ x: float32Input("x", x, [B, N, E]) });
+      return /** @type {Float32Array} */ (results.out.data);
+    },
+    async dispose() {
+      await session.release();
+    },
+  };
+}
+
+/**
+ * One decode step: softmax(q·kᵀ/√D) · v for a single query per head, q [1, H, 1, D], k and v
+ * [1, H, Nk, D], output [1, H, 1, D]. As for a real ONNX Runtime Web user, the K/V cache lives in
+ * JS and is copied into the WASM heap on every run(). (No mask: with one query, the bottom-right
+ * causal mask hides nothing.) Shapes are static, so each cache length Nk needs its own session.
+ *
+ * @param {{ H: number, Nk: number, D: number }} shape
+ * @returns {Promise<{ run(q: Float32Array, k: Float32Array, v: Float32Array):
+ *   Promise<Float32Array>, dispose(): Promise<void> }>}
+ */
+export function createOrtDecode({ H, Nk, D }) {
+  return createOrtSdpa({ B: 1, H, Nq: 1, Nk, D, Dv: D });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,4 +452,59 @@ export function referenceSdpa(q, k, v, { B, H, Nq, Nk, D, Dv, causal = false }) 
     }
   }
   return out;
+}
+
+/**
+ * PyTorch nn.MultiheadAttention self-attention (batch_first, bias, no mask) in float64:
+ * x [B, N, E], weights { wq, wk, wv, wo: [E, E] (out, in); bq, bk, bv, bo: [E] }, result
+ * [B, N, E] rounded to float32 at the end.
+ */
+export function referenceMha(x, weights, { B, N, E, H }) {
+  checkMhaShape({ B, N, E, H });
+  checkMhaWeights(weights, E);
+  const hd = E / H;
+  const rows = B * N;
+  // y[r, o] = Σ_i a[r, i]·W[o, i] + b[o] on row-major [rows, E].
+  const linear = (a, w, b) => {
+    const y = new Float64Array(rows * E);
+    for (let r = 0; r < rows; r++) {
+      for (let o = 0; o < E; o++) {
+        let s = b[o];
+        for (let i = 0; i < E; i++) s += a[r * E + i] * w[o * E + i];
+        y[r * E + o] = s;
+      }
+    }
+    return y;
+  };
+  const q = linear(x, weights.wq, weights.bq);
+  const k = linear(x, weights.wk, weights.bk);
+  const v = linear(x, weights.wv, weights.bv);
+  // Head h of token n is columns h·hd..(h+1)·hd of row (b, n); the output is concatenated alike.
+  const attn = new Float64Array(rows * E);
+  const scale = 1 / Math.sqrt(hd);
+  const p = new Float64Array(N);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const col = h * hd;
+      for (let i = 0; i < N; i++) {
+        const qi = (b * N + i) * E + col;
+        let max = -Infinity;
+        for (let j = 0; j < N; j++) {
+          const kj = (b * N + j) * E + col;
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += q[qi + d] * k[kj + d];
+          p[j] = s * scale;
+          if (p[j] > max) max = p[j];
+        }
+        let sum = 0;
+        for (let j = 0; j < N; j++) sum += p[j] = Math.exp(p[j] - max);
+        for (let j = 0; j < N; j++) {
+          const vj = (b * N + j) * E + col;
+          const w = p[j] / sum;
+          for (let d = 0; d < hd; d++) attn[qi + d] += w * v[vj + d];
+        }
+      }
+    }
+  }
+  return Float32Array.from(linear(attn, weights.wo, weights.bo));
 }
