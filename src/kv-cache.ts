@@ -14,6 +14,7 @@ export class KVCache {
   readonly #workspace: Workspace;
   readonly #rowBytes: number;
   readonly #owner: object;
+  readonly #onDispose: (cache: KVCache) => void;
   #length = 0;
   #disposed = false;
 
@@ -24,12 +25,14 @@ export class KVCache {
     maxLength: number,
     kvDim: number,
     owner: object,
+    onDispose: (cache: KVCache) => void,
   ) {
     this.#workspace = workspace;
     this.batch = batch;
     this.maxLength = maxLength;
     this.#rowBytes = kvDim * 4;
     this.#owner = owner;
+    this.#onDispose = onDispose;
     const bytes = batch * maxLength * kvDim * 4;
     this.keysPtr = workspace.alloc(bytes, "MultiHeadAttention.createCache (keys)");
     try {
@@ -56,6 +59,7 @@ export class KVCache {
     this.#disposed = true;
     this.#workspace.release(this.keysPtr);
     this.#workspace.release(this.valuesPtr);
+    this.#onDispose(this);
   }
 
   belongsTo(owner: object): boolean {

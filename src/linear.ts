@@ -94,6 +94,12 @@ export function weightTensor(
     }
     return { data: w, shape: [out, inFeatures] };
   }
+  if (ArrayBuffer.isView(w)) {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(w)}`,
+    );
+  }
   checkTensor(op, name, w, ["float32"]);
   const want = [outFeatures ?? w.shape[0], inFeatures];
   if (

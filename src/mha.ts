@@ -181,7 +181,7 @@ export class MultiHeadAttention {
     options: MultiHeadAttentionForwardOptions = {},
   ): { output: Tensor; weights?: Tensor } {
     this.#checkLive(FORWARD);
-    const call = this.#planForward(query, key ?? query, value ?? key ?? query, options);
+    const call = this.#planForward(query, key ?? query, value ?? query, options);
     return withCall(
       FORWARD,
       (k) => call.bytes(k),
@@ -207,6 +207,7 @@ export class MultiHeadAttention {
       maxLength,
       this.numKvHeads * this.headDim,
       this,
+      (disposed) => this.#caches.delete(disposed),
     );
     this.#caches.add(cache);
     return cache;
@@ -216,7 +217,7 @@ export class MultiHeadAttention {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const cache of this.#caches) cache.dispose();
+    for (const cache of [...this.#caches]) cache.dispose();
     this.#caches.clear();
     this.#freeBlocks();
   }
@@ -334,13 +335,13 @@ export class MultiHeadAttention {
         );
       }
     }
-    let mask = options.mask;
+    const mask = options.mask;
+    let maskShape: readonly number[] | undefined;
     if (mask !== undefined) {
       checkTensor(FORWARD, "mask", mask, ["uint8", "float32"]);
       // PyTorch's [B·H, Nq, Nk] form: the same memory seen as [B, H, Nq, Nk].
       const s = mask.shape;
-      if (s.length === 3 && s[0] === B * H && B > 1)
-        mask = { data: mask.data, shape: [B, H, s[1], s[2]] } as typeof mask;
+      if (s.length === 3 && s[0] === B * H && B > 1) maskShape = [B, H, s[1], s[2]];
     }
     if (options.needWeights !== undefined && typeof options.needWeights !== "boolean") {
       throw new AttentionError(
@@ -360,6 +361,7 @@ export class MultiHeadAttention {
       FORWARD,
       { B, H, Hkv: this.numKvHeads, Nq, Nk, D: hd, Dv: hd },
       { mask, causal: options.causal, window: options.window, returnWeights: needWeights },
+      maskShape,
     );
     const selfAttention = key === query && value === query;
     const crossSame = key === value;

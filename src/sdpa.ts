@@ -203,12 +203,14 @@ function planSdpa(
 
 /**
  * Validates the options of an attention call of the given sizes (pure: touches no memory). `op`
- * names the public function in error messages; a mask must broadcast to [B,H,Nq,Nk].
+ * names the public function in error messages; a mask must broadcast to [B,H,Nq,Nk], read as
+ * `maskShape` when given (the same elements seen with another shape, e.g. [B·H,Nq,Nk] as [B,H,Nq,Nk]).
  */
 export function planAttention(
   op: string,
   dims: AttentionDims,
   options: AttentionOptions,
+  maskShape?: readonly number[],
 ): AttentionPlan {
   const OP = op;
   if (typeof options !== "object" || options === null) {
@@ -324,7 +326,13 @@ export function planAttention(
   if (options.mask !== undefined) {
     checkTensor(OP, "mask", options.mask, ["uint8", "float32"]);
     const kind = options.mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
-    const strides = broadcastStrides(OP, "mask", options.mask.shape, [B, H, Nq, Nk], "[B,H,Nq,Nk]");
+    const strides = broadcastStrides(
+      OP,
+      "mask",
+      maskShape ?? options.mask.shape,
+      [B, H, Nq, Nk],
+      "[B,H,Nq,Nk]",
+    );
     mask = { tensor: options.mask, kind, strides };
   }
 
