@@ -389,6 +389,7 @@ export class MultiHeadAttention {
       const scratch = call.alloc(call.kernels.exports.gemmScratchBytes(), "gemm scratch");
       const qPtr = call.alloc(B * Nq * E * 4, "Q");
       this.#project(call, pq, qIn, B * Nq, qPtr, E, scratch);
+      const qOperand: Operand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
       // Keys and values: into the cache after its `past` tokens, or into fresh buffers.
       let kOperand: Operand;
       let vOperand: Operand;
@@ -396,9 +397,17 @@ export class MultiHeadAttention {
       if (cache) {
         const at = cache.appendTargets();
         for (let b = 0; b < B; b++) {
-          const rowsIn = b * Nnew * 4;
-          this.#project(call, pk, kIn + rowsIn * this.kdim, Nnew, at.keys(b), kvDim, scratch);
-          this.#project(call, pv, vIn + rowsIn * this.vdim, Nnew, at.values(b), kvDim, scratch);
+          const firstRow = b * Nnew;
+          this.#project(call, pk, kIn + firstRow * this.kdim * 4, Nnew, at.keys(b), kvDim, scratch);
+          this.#project(
+            call,
+            pv,
+            vIn + firstRow * this.vdim * 4,
+            Nnew,
+            at.values(b),
+            kvDim,
+            scratch,
+          );
         }
         kOperand = {
           ptr: cache.keysPtr,
@@ -425,17 +434,16 @@ export class MultiHeadAttention {
       if (rope) {
         // Queries sit at the last Nq positions of the Nk keys (lower-right, as the kernel's causal).
         const table = call.alloc(ropeTableBytes(ropeRows, hd), "rope table");
-        const qOperand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
         applyRopeInPlace(call, rope, qOperand, B, H, Nq, hd, Nk - Nq, table);
         const newKeys = { ...kOperand, ptr: kOperand.ptr + kRows * kvDim * 4 };
         applyRopeInPlace(call, rope, newKeys, B, this.numKvHeads, Nnew, hd, past, table);
       }
       const attended = call.alloc(B * Nq * E * 4, "attention output");
       const result = runAttention(call, plan, {
-        q: { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E },
+        q: qOperand,
         k: kOperand,
         v: vOperand,
-        out: { ptr: attended, strideB: Nq * E, strideH: hd, strideRow: E },
+        out: { ...qOperand, ptr: attended },
         keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
       });
       const yPtr = call.alloc(B * Nq * E * 4, "output");
