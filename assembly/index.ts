@@ -10,3 +10,4 @@ export function heapBase(): usize {
 }
 export { gemm, gemmScratchBytes, packWeights, packedWeightsBytes } from "./gemm";
 export { ropeApply } from "./rope";
+export { normalizeRows, additiveScores } from "./family";

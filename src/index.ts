@@ -20,4 +20,14 @@ export {
 } from "./mha";
 export type { KVCache } from "./kv-cache";
 export { applyRope, type ApplyRopeOptions } from "./rope";
+export {
+  additiveAttention,
+  bilinearAttention,
+  cosineAttention,
+  hybridAttention,
+  type FamilyOptions,
+  type FamilyResult,
+  type Matrix,
+  type ScoreTerm,
+} from "./family/ops";
 export { alibiSlopes } from "./alibi";

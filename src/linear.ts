@@ -1,6 +1,7 @@
 // linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
 
-import { stagedBytes, withCall } from "./call";
+import { type Call, stagedBytes, withCall } from "./call";
+import type { Kernels } from "./runtime";
 import { AttentionError, formatShape } from "./errors";
 import { product } from "./shapes";
 import { checkTensor, describe, type Tensor } from "./tensor";
@@ -40,35 +41,59 @@ export function linear(x: Tensor, w: Float32Array | Tensor, b?: Float32Array): T
     OP,
     (k) =>
       stagedBytes(x, k) +
-      Workspace.blockSize(k.exports.packedWeightsBytes(outFeatures, inFeatures)) +
-      stagedBytes(weights, k) +
-      Workspace.blockSize(rows * outFeatures * 4) +
-      Workspace.blockSize(outFeatures * 4) +
-      Workspace.blockSize(k.exports.gemmScratchBytes()),
+      projectionBytes(k, weights, rows) +
+      (b ? Workspace.blockSize(outFeatures * 4) : 0),
     (call) => {
-      const { exports } = call.kernels;
       const xPtr = call.inputF32(x, "x");
-      const wPtr = call.inputF32(weights, "w");
-      const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed w");
-      exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
       const biasPtr = b ? call.inputF32({ data: b, shape: [outFeatures] }, "b") : 0;
-      const yPtr = call.alloc(rows * outFeatures * 4, "output");
-      const scratch = call.alloc(exports.gemmScratchBytes(), "scratch");
-      exports.gemm(
-        xPtr,
-        rows,
-        inFeatures,
-        inFeatures,
-        packed,
-        outFeatures,
-        biasPtr,
-        yPtr,
-        outFeatures,
-        scratch,
-      );
+      const yPtr = project(call, xPtr, rows, weights, biasPtr);
       return { data: call.outputF32(yPtr, rows * outFeatures), shape };
     },
   );
+}
+
+/** Workspace bytes `project` takes for `rows` rows through `weight` [out, in]. */
+export function projectionBytes(k: Kernels, weight: Tensor, rows: number): number {
+  const [outFeatures, inFeatures] = weight.shape;
+  return (
+    stagedBytes(weight, k) +
+    Workspace.blockSize(k.exports.packedWeightsBytes(outFeatures, inFeatures)) +
+    Workspace.blockSize(rows * outFeatures * 4) +
+    Workspace.blockSize(k.exports.gemmScratchBytes())
+  );
+}
+
+/**
+ * Inside a call: y [rows, out] = x [rows, in] (at xPtr) · Wᵀ + bias (at biasPtr, 0 for none), with
+ * `weight` [out, in] packed for the GEMM on the way. Returns y's address.
+ */
+export function project(
+  call: Call,
+  xPtr: number,
+  rows: number,
+  weight: Tensor,
+  biasPtr: number,
+): number {
+  const { exports } = call.kernels;
+  const [outFeatures, inFeatures] = weight.shape;
+  const wPtr = call.inputF32(weight, "weights");
+  const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed weights");
+  exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
+  const yPtr = call.alloc(rows * outFeatures * 4, "projection");
+  const scratch = call.alloc(exports.gemmScratchBytes(), "gemm scratch");
+  exports.gemm(
+    xPtr,
+    rows,
+    inFeatures,
+    inFeatures,
+    packed,
+    outFeatures,
+    biasPtr,
+    yPtr,
+    outFeatures,
+    scratch,
+  );
+  return yPtr;
 }
 
 /** A weight matrix [out, in] given as a bare Float32Array (out·in elements) or a Tensor. */

@@ -24,6 +24,23 @@ export interface KernelExports {
     table: number,
     style: number,
   ): void;
+  normalizeRows(src: number, dst: number, rows: number, d: number, minNorm: number): void;
+  additiveScores(
+    qp: number,
+    kp: number,
+    va: number,
+    batch: number,
+    nq: number,
+    nk: number,
+    a: number,
+    out: number,
+    accumulate: number,
+    mask: number,
+    maskKind: number,
+    maskStrideB: number,
+    maskStrideQ: number,
+    maskStrideK: number,
+  ): void;
   packedWeightsBytes(n: number, k: number): number;
   gemmScratchBytes(): number;
   packWeights(w: number, n: number, k: number, ldw: number, dst: number): void;

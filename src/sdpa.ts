@@ -387,6 +387,8 @@ export interface AttentionOperands {
   v: Operand;
   out: Operand;
   keyMask?: { ptr: number; strideB: number };
+  /** A mask already in WASM memory, used instead of the plan's (kind and strides as MaskPlan). */
+  mask?: { ptr: number; kind: number; strides: readonly number[] };
 }
 
 /**
@@ -405,7 +407,9 @@ export function runAttention(
   const weightsPtr = p.returnWeights ? call.alloc(weightsLength * 4, "weights") : 0;
   const lsePtr = p.returnLse ? call.alloc(p.B * p.H * p.Nq * 4, "lse") : 0;
   let maskPtr = 0;
-  if (p.mask) {
+  const mask = operands.mask ?? p.mask;
+  if (operands.mask) maskPtr = operands.mask.ptr;
+  else if (p.mask) {
     const t = p.mask.tensor;
     maskPtr =
       t.data instanceof Uint8Array
@@ -440,8 +444,8 @@ export function runAttention(
   set(P.SDPA_WEIGHTS, weightsPtr);
   set(P.SDPA_LSE, lsePtr);
   set(P.SDPA_MASK, maskPtr);
-  set(P.SDPA_MASK_KIND, p.mask ? p.mask.kind : P.MASK_NONE);
-  const ms = p.mask ? p.mask.strides : [0, 0, 0, 0];
+  set(P.SDPA_MASK_KIND, mask ? mask.kind : P.MASK_NONE);
+  const ms = mask ? mask.strides : [0, 0, 0, 0];
   set(P.SDPA_MASK_STRIDE_B, ms[0]);
   set(P.SDPA_MASK_STRIDE_H, ms[1]);
   set(P.SDPA_MASK_STRIDE_Q, ms[2]);

@@ -1,0 +1,100 @@
+// The public ops of the attention family: each is a score function of src/family/terms.ts.
+
+import { AttentionError } from "../errors";
+import { describe, type Tensor } from "../tensor";
+import type { FamilyOptions, FamilyResult } from "./common";
+import { scoreTermsAttention, type Matrix, type ScoreTerm } from "./terms";
+
+export type { FamilyOptions, FamilyResult } from "./common";
+export type { Matrix, ScoreTerm } from "./terms";
+
+function params<T>(op: string, p: T): T {
+  if (typeof p !== "object" || p === null) {
+    throw new AttentionError("BAD_OPTION", `${op}: params must be an object, got ${describe(p)}`);
+  }
+  return p;
+}
+
+/**
+ * Additive (Bahdanau) attention: score(q, k) = va · tanh(Wq q + Wk k + bias), no scaling.
+ * q [B,Nq,Dq], k [B,Nk,Dk], v [B,Nk,Dv]; wq [A,Dq], wk [A,Dk], va [A], bias [A]. Queries and keys are
+ * projected once per call with the GEMM; the tanh runs four hidden units at a time.
+ */
+export function additiveAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { wq: Matrix; wk: Matrix; va: Float32Array; bias?: Float32Array },
+  options: FamilyOptions = {},
+): FamilyResult {
+  const op = "additiveAttention";
+  const { wq, wk, va, bias } = params(op, p);
+  return scoreTermsAttention(
+    op,
+    q,
+    k,
+    v,
+    [{ kind: "additive", weight: 1, wq, wk, va, bias }],
+    options,
+    () => "params",
+  );
+}
+
+/** Bilinear (Luong "general") attention: score(q, k) = qᵀ W k with W [Dq, Dk], no scaling. */
+export function bilinearAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { w: Matrix },
+  options: FamilyOptions = {},
+): FamilyResult {
+  const op = "bilinearAttention";
+  const { w } = params(op, p);
+  return scoreTermsAttention(
+    op,
+    q,
+    k,
+    v,
+    [{ kind: "bilinear", weight: 1, w }],
+    options,
+    () => "params",
+  );
+}
+
+/**
+ * Cosine attention: score(q, k) = cos(q, k) / temperature (default 1), each norm clamped below at
+ * 1e-8, so a zero vector has cosine 0 with everything.
+ */
+export function cosineAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: FamilyOptions & { temperature?: number } = {},
+): FamilyResult {
+  const op = "cosineAttention";
+  const { temperature } = params(op, options) as { temperature?: number };
+  return scoreTermsAttention(
+    op,
+    q,
+    k,
+    v,
+    [{ kind: "cosine", weight: 1, temperature }],
+    options,
+    () => "options",
+  );
+}
+
+/**
+ * Hybrid attention: score = Σ weight_t · score_t over `terms` (scaled dot, additive, bilinear,
+ * cosine, each as in its own op), then one softmax. With one term of weight 1 it is that term's op.
+ */
+export function hybridAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { terms: ScoreTerm[] },
+  options: FamilyOptions = {},
+): FamilyResult {
+  const op = "hybridAttention";
+  return scoreTermsAttention(op, q, k, v, params(op, p).terms, options);
+}

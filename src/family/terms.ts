@@ -1,0 +1,305 @@
+// The score functions of the attention family and the engine that combines them: hybridAttention
+// sums weighted score terms before one softmax; additiveAttention, bilinearAttention and
+// cosineAttention are the one-term cases, so a one-term hybrid equals its own op by construction.
+//
+// Terms that are bilinear forms of q and k (scaled dot, Luong "general", cosine) become features:
+// score_t = w_t·(f_t(q)·g_t(k)), so several of them are one dot product of concatenated features
+// [w_1·f_1(q), w_2·f_2(q), ...]·[g_1(k), g_2(k), ...], computed by the attention kernel. Additive
+// (Bahdanau) terms are not; their scores are summed into a [B, Nq, Nk] matrix (assembly/family.ts)
+// that the kernel adds to those dot products, like an additive mask.
+
+import * as P from "../../assembly/shared";
+import { type Call, stagedBytes, withCall } from "../call";
+import { AttentionError } from "../errors";
+import { project, projectionBytes } from "../linear";
+import { broadcastStrides } from "../shapes";
+import { describe, type Tensor } from "../tensor";
+import { Workspace } from "../workspace";
+import {
+  checkFamilyOptions,
+  familyAttend,
+  familyBytes,
+  familyDims,
+  familyPlan,
+  parameterMatrix,
+  parameterVector,
+  zeroFeatures,
+  type FamilyDims,
+  type FamilyOptions,
+  type FamilyResult,
+} from "./common";
+
+/** A matrix parameter: a bare row-major Float32Array or a tensor. */
+export type Matrix = Float32Array | Tensor;
+
+/** One score term of hybridAttention. */
+export type ScoreTerm =
+  | { kind: "scaled-dot"; weight: number }
+  | {
+      kind: "additive";
+      weight: number;
+      wq: Matrix;
+      wk: Matrix;
+      va: Float32Array;
+      bias?: Float32Array;
+    }
+  | { kind: "bilinear"; weight: number; w: Matrix }
+  | { kind: "cosine"; weight: number; temperature?: number };
+
+type CheckedTerm =
+  | { kind: "scaled-dot"; factor: number }
+  | { kind: "bilinear"; factor: number; wT: Tensor }
+  | { kind: "cosine"; factor: number }
+  | { kind: "additive"; wq: Tensor; wk: Tensor; va: Float32Array; bias?: Float32Array };
+
+// Below this norm a row counts as zero (torch's cosine_similarity eps).
+const COSINE_MIN_NORM = 1e-8;
+
+/** Validates terms against the shapes; pure. */
+function checkTerms(
+  op: string,
+  terms: unknown,
+  d: FamilyDims,
+  label: (index: number) => string,
+): CheckedTerm[] {
+  if (!Array.isArray(terms) || terms.length === 0) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: terms must be a non-empty array, got ${describe(terms)}`,
+    );
+  }
+  return terms.map((term: ScoreTerm, index): CheckedTerm => {
+    const at = label(index);
+    if (typeof term !== "object" || term === null) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${at} must be an object, got ${describe(term)}`,
+      );
+    }
+    const weight = term.weight;
+    if (typeof weight !== "number" || !Number.isFinite(weight)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${at}.weight must be a finite number, got ${describe(weight)}`,
+      );
+    }
+    const sameDims = (): void => {
+      if (d.Dq !== d.Dk) {
+        throw new AttentionError(
+          "SHAPE_MISMATCH",
+          `${op}: a ${term.kind} term needs q and k of the same feature size, got Dq = ${d.Dq} and Dk = ${d.Dk}`,
+        );
+      }
+    };
+    switch (term.kind) {
+      case "scaled-dot":
+        sameDims();
+        return { kind: "scaled-dot", factor: weight / Math.sqrt(d.Dq) };
+      case "bilinear": {
+        const w = parameterMatrix(op, `${at}.w`, term.w, d.Dq, d.Dk);
+        return { kind: "bilinear", factor: weight, wT: transpose(w) };
+      }
+      case "cosine": {
+        sameDims();
+        const temperature = term.temperature ?? 1;
+        if (
+          typeof temperature !== "number" ||
+          !(temperature > 0) ||
+          !Number.isFinite(temperature)
+        ) {
+          throw new AttentionError(
+            "BAD_OPTION",
+            `${op}: ${at}.temperature must be a positive finite number, got ${describe(temperature)}`,
+          );
+        }
+        return { kind: "cosine", factor: weight / temperature };
+      }
+      case "additive": {
+        const wq = parameterMatrix(op, `${at}.wq`, term.wq, undefined, d.Dq);
+        const A = wq.shape[0];
+        const wk = parameterMatrix(op, `${at}.wk`, term.wk, A, d.Dk);
+        const va = parameterVector(op, `${at}.va`, term.va, A);
+        const bias =
+          term.bias === undefined ? undefined : parameterVector(op, `${at}.bias`, term.bias, A);
+        // va·tanh(...) is linear in va: the weight scales va.
+        return { kind: "additive", wq, wk, va: va.map((x) => x * weight), bias };
+      }
+      default:
+        throw new AttentionError(
+          "BAD_OPTION",
+          `${op}: ${at}.kind must be "scaled-dot", "additive", "bilinear" or "cosine", got ${describe((term as { kind?: unknown }).kind)}`,
+        );
+    }
+  });
+}
+
+function transpose(m: Tensor): Tensor {
+  const [rows, cols] = m.shape;
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) t[c * rows + r] = m.data[r * cols + c];
+  return { data: t, shape: [cols, rows] };
+}
+
+/** Size of the query/key features a dot term contributes. */
+function featureSize(t: CheckedTerm, d: FamilyDims): number {
+  return t.kind === "bilinear" ? d.Dk : t.kind === "additive" ? 0 : d.Dq;
+}
+
+/**
+ * Attention whose score is Σ_t terms[t] (see ScoreTerm), then one softmax over keys and the weighted
+ * sum of values. q [B,Nq,Dq], k [B,Nk,Dk], v [B,Nk,Dv] (rank 2 means B = 1) → output [B,Nq,Dv].
+ */
+export function scoreTermsAttention(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  terms: unknown,
+  optionsIn: unknown,
+  label: (index: number) => string = (i) => `terms[${i}]`,
+): FamilyResult {
+  const d = familyDims(op, q, k, v);
+  const options: FamilyOptions = checkFamilyOptions(op, optionsIn);
+  const checked = checkTerms(op, terms, d, label);
+  const dots = checked.filter((t) => t.kind !== "additive");
+  const additive = checked.filter((t) => t.kind === "additive");
+  const features = dots.length === 0 ? 1 : dots.reduce((n, t) => n + featureSize(t, d), 0);
+  const scale = dots.length === 1 ? dots[0].factor : 1;
+  // With additive terms the user's mask goes into their score matrix; otherwise to the kernel.
+  const plan = familyPlan(op, d, features, scale, options, additive.length === 0);
+  const maskStrides =
+    additive.length > 0 && options.mask
+      ? broadcastStrides(op, "mask", options.mask.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]")
+      : undefined;
+
+  const block = Workspace.blockSize;
+  return withCall(
+    op,
+    (kern) => {
+      let bytes = stagedBytes(q, kern) + stagedBytes(k, kern) + stagedBytes(v, kern);
+      bytes += familyBytes(kern, plan, d);
+      if (dots.length !== 1) bytes += block(d.B * (d.Nq + d.Nk) * features * 4);
+      for (const t of checked) {
+        if (t.kind === "bilinear") bytes += projectionBytes(kern, t.wT, d.B * d.Nq);
+        if (t.kind === "cosine")
+          bytes += block(d.B * d.Nq * d.Dq * 4) + block(d.B * d.Nk * d.Dk * 4);
+        if (t.kind === "additive") {
+          bytes +=
+            projectionBytes(kern, t.wq, d.B * d.Nq) + projectionBytes(kern, t.wk, d.B * d.Nk);
+          bytes += block(t.va.byteLength) + (t.bias ? block(t.bias.byteLength) : 0);
+        }
+      }
+      if (additive.length > 0) bytes += block(d.B * d.Nq * d.Nk * 4);
+      if (options.mask && maskStrides) bytes += stagedBytes(options.mask, kern);
+      return bytes;
+    },
+    (call) => {
+      const qPtr = call.inputF32(q, "q");
+      const kPtr = call.inputF32(k, "k");
+      // Features of the dot terms.
+      const parts = dots.map((t) => termFeatures(call, t, d, qPtr, kPtr));
+      let qFeatures: number;
+      let kFeatures: number;
+      if (parts.length === 1) {
+        [qFeatures, kFeatures] = [parts[0].q, parts[0].k];
+      } else if (parts.length === 0) {
+        qFeatures = zeroFeatures(call, d.B * d.Nq);
+        kFeatures = zeroFeatures(call, d.B * d.Nk);
+      } else {
+        qFeatures = call.alloc(d.B * d.Nq * features * 4, "query features");
+        kFeatures = call.alloc(d.B * d.Nk * features * 4, "key features");
+        let column = 0;
+        parts.forEach((part, i) => {
+          const width = featureSize(dots[i], d);
+          copyColumns(call, part.q, d.B * d.Nq, width, qFeatures, features, column, dots[i].factor);
+          copyColumns(call, part.k, d.B * d.Nk, width, kFeatures, features, column, 1);
+          column += width;
+        });
+      }
+      // Score matrix of the additive terms, with the user's mask applied last.
+      let scores: number | undefined;
+      if (additive.length > 0) {
+        scores = call.alloc(d.B * d.Nq * d.Nk * 4, "additive scores");
+        additive.forEach((t, i) => {
+          if (t.kind !== "additive") return;
+          const last = i === additive.length - 1;
+          const mask = last ? options.mask : undefined;
+          let maskPtr = 0;
+          if (mask) {
+            maskPtr =
+              mask.data instanceof Uint8Array
+                ? call.inputU8(mask as Tensor<Uint8Array>, "mask")
+                : call.inputF32(mask as Tensor, "mask");
+          }
+          const A = t.wq.shape[0];
+          const biasPtr = t.bias ? call.inputF32({ data: t.bias, shape: [A] }, "bias") : 0;
+          const qp = project(call, qPtr, d.B * d.Nq, t.wq, 0);
+          const kp = project(call, kPtr, d.B * d.Nk, t.wk, biasPtr);
+          const va = call.inputF32({ data: t.va, shape: [A] }, "va");
+          const ms = maskStrides ?? [0, 0, 0];
+          call.kernels.exports.additiveScores(
+            qp,
+            kp,
+            va,
+            d.B,
+            d.Nq,
+            d.Nk,
+            A,
+            scores!,
+            i > 0 ? 1 : 0,
+            maskPtr,
+            mask ? (mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE) : P.MASK_NONE,
+            ms[0],
+            ms[1],
+            ms[2],
+          );
+        });
+      }
+      return familyAttend(call, plan, d, qFeatures, kFeatures, v, scores);
+    },
+  );
+}
+
+// The query and key features of one dot term, in WASM memory ([B·Nq, F] and [B·Nk, F]).
+function termFeatures(
+  call: Call,
+  t: CheckedTerm,
+  d: FamilyDims,
+  qPtr: number,
+  kPtr: number,
+): { q: number; k: number } {
+  switch (t.kind) {
+    case "bilinear":
+      // q·W·kᵀ = (q·W)·kᵀ: fold W into the queries with the GEMM.
+      return { q: project(call, qPtr, d.B * d.Nq, t.wT, 0), k: kPtr };
+    case "cosine": {
+      const qn = call.alloc(d.B * d.Nq * d.Dq * 4, "normalised q");
+      const kn = call.alloc(d.B * d.Nk * d.Dk * 4, "normalised k");
+      call.kernels.exports.normalizeRows(qPtr, qn, d.B * d.Nq, d.Dq, COSINE_MIN_NORM);
+      call.kernels.exports.normalizeRows(kPtr, kn, d.B * d.Nk, d.Dk, COSINE_MIN_NORM);
+      return { q: qn, k: kn };
+    }
+    default:
+      return { q: qPtr, k: kPtr };
+  }
+}
+
+// dst[r, column..column+width) = factor · src[r, 0..width) for `rows` rows.
+function copyColumns(
+  call: Call,
+  src: number,
+  rows: number,
+  width: number,
+  dst: number,
+  dstWidth: number,
+  column: number,
+  factor: number,
+): void {
+  const f32 = call.workspace.f32;
+  const from = src >>> 2;
+  const to = (dst >>> 2) + column;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < width; c++) f32[to + r * dstWidth + c] = factor * f32[from + r * width + c];
+  }
+}
