@@ -65,6 +65,10 @@ import {
   SDPA_GLOBAL_ROWS,
   SDPA_KEY_MASK,
   SDPA_KEY_MASK_STRIDE_B,
+  SDPA_LAYOUT,
+  SDPA_LAYOUT_BLOCK,
+  SDPA_LAYOUT_STRIDE_H,
+  SDPA_LAYOUT_COLS,
   SDPA_Q_STRIDE_B,
   SDPA_Q_STRIDE_H,
   SDPA_Q_STRIDE_ROW,
@@ -121,7 +125,11 @@ let outHead: usize = 0;
 let maskHead: usize = 0;
 let singleRow: bool = false; // the current query block has one row
 let prefetch: bool = false; // K and V are too large for the caches: touch ahead (touchRows)
-let keyMaskHead: usize = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
+let keyMaskHead: usize = 0;
+// Block-sparse layout of the current head: uint8 [Nq/bs, Nk/bs], 1 = block kept; 0 = none.
+let layoutHead: usize = 0;
+let layoutBlock: i32 = 0;
+let layoutCols: i32 = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
 let weightsHead: usize = 0;
 let lseHead: usize = 0;
 
@@ -187,6 +195,10 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
   const alibi = load<usize>(params + SDPA_ALIBI);
   const weights = load<usize>(params + SDPA_WEIGHTS);
   const keyMask = load<usize>(params + SDPA_KEY_MASK);
+  const layout = load<usize>(params + SDPA_LAYOUT);
+  const layoutStrideH = load<i32>(params + SDPA_LAYOUT_STRIDE_H);
+  layoutBlock = load<i32>(params + SDPA_LAYOUT_BLOCK);
+  layoutCols = load<i32>(params + SDPA_LAYOUT_COLS);
   const keyMaskStrideB = load<i32>(params + SDPA_KEY_MASK_STRIDE_B);
   const lse = load<usize>(params + SDPA_LSE);
 
@@ -227,6 +239,7 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
           maskElemBytes
       : 0;
     keyMaskHead = keyMask ? keyMask + <usize>b * keyMaskStrideB : 0;
+    layoutHead = layout ? layout + <usize>h * layoutStrideH : 0;
     weightsHead = weights ? weights + <usize>bh * nq * nk * 4 : 0;
     lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
     alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
@@ -284,6 +297,7 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
     if (!inBand && !hasGlobalKey) continue;
     const keyStart = t * KEY_TILE;
     const keyEnd = min(nk, keyStart + KEY_TILE);
+    if (layoutHead && !anyBlockKept(rowStart, rows, keyStart, keyEnd)) continue;
     if (!singleRow) {
       packPanels(
         kHead + <usize>keyStart * kRowBytes,
@@ -367,7 +381,55 @@ function groupTile(
       bandMask = first < lastRowDiag - windowLeft || end - 1 > firstRowDiag + windowRight;
     }
   }
+  if (!layoutHead) {
+    attendRange(g, groupRow, rows, keyStart, first, end, bandMask, false);
+  } else if (layoutBlock % 4 == 0) {
+    // The group's 4 rows lie in one block row: attend to each run of kept blocks, skip the rest.
+    const layoutRow = layoutHead + <usize>(groupRow / layoutBlock) * layoutCols;
+    let j = first;
+    while (j < end) {
+      const block = j / layoutBlock;
+      const blockEnd = min(end, (block + 1) * layoutBlock);
+      if (!load<u8>(layoutRow + block)) {
+        j = blockEnd;
+        continue;
+      }
+      let runEnd = blockEnd;
+      while (runEnd < end && load<u8>(layoutRow + runEnd / layoutBlock)) {
+        runEnd = min(end, runEnd + layoutBlock);
+      }
+      attendRange(g, groupRow, rows, keyStart, j, runEnd, bandMask, false);
+      j = runEnd;
+    }
+  } else {
+    attendRange(g, groupRow, rows, keyStart, first, end, bandMask, true);
+  }
+}
 
+// True when the layout keeps a block of rows rowStart.. (rows) × keys keyStart..keyEnd-1.
+function anyBlockKept(rowStart: i32, rows: i32, keyStart: i32, keyEnd: i32): bool {
+  const lastRow = (rowStart + rows - 1) / layoutBlock;
+  const lastCol = (keyEnd - 1) / layoutBlock;
+  for (let r = rowStart / layoutBlock; r <= lastRow; r++) {
+    const row = layoutHead + <usize>r * layoutCols;
+    for (let c = keyStart / layoutBlock; c <= lastCol; c++) if (load<u8>(row + c)) return true;
+  }
+  return false;
+}
+
+// Scores, online softmax update and P·V of one group of 4 rows over keys first..end-1 of the tile
+// starting at keyStart. `bandMask`: single entries need the causal/window/global test;
+// `layoutMask`: single entries need the block-sparse layout test.
+function attendRange(
+  g: i32,
+  groupRow: i32,
+  rows: i32,
+  keyStart: i32,
+  first: i32,
+  end: i32,
+  bandMask: bool,
+  layoutMask: bool,
+): void {
   const queryGroup = packedQuery + <usize>g * 16 * headDim;
   const groupScores = scores + <usize>g * SCORE_GROUP_BYTES;
   const panelsMax = singleRow
@@ -375,9 +437,9 @@ function groupTile(
     : computeScores(queryGroup, groupScores, keyStart, first, end);
 
   let tileMax: v128;
-  const masked = bandMask || maskKind != 0 || keyMaskHead != 0;
+  const masked = bandMask || layoutMask || maskKind != 0 || keyMaskHead != 0;
   if (masked || softcap2 != 0 || alibiSlope2 != 0) {
-    tileMax = adjustScores(groupScores, groupRow, rows, keyStart, first, end, bandMask);
+    tileMax = adjustScores(groupScores, groupRow, rows, keyStart, first, end, bandMask, layoutMask);
   } else if (singleRow || ((first | end) & (KEY_PANEL - 1)) == 0) {
     // The scores computed cover exactly first..end-1: their max is the tile max.
     tileMax = panelsMax;
@@ -673,8 +735,8 @@ function accumulateRowValues(
   }
 }
 
-// Applies, in order, softcap, ALiBi, the mask and the causal/window/global band to the scores of
-// keys first..end-1; returns the per-row max of the result.
+// Applies, in order, softcap, ALiBi, the mask, the key-padding mask, the block-sparse layout and the
+// causal/window/global band to the scores of keys first..end-1; returns the per-row max of the result.
 function adjustScores(
   groupScores: usize,
   groupRow: i32,
@@ -683,6 +745,7 @@ function adjustScores(
   first: i32,
   end: i32,
   bandMask: bool,
+  layoutMask: bool,
 ): v128 {
   const negInf = f32x4.splat(NEG_INF);
   const cap = f32x4.splat(softcap2);
@@ -740,6 +803,15 @@ function adjustScores(
       score = f32x4.add(score, f32x4.mul(bias, f32x4.splat(LOG2E)));
     }
     if (keyMaskHead && load<u8>(keyMaskHead + j) == 0) allowed = i32x4.splat(0);
+    if (layoutMask) {
+      const column = <usize>(j / layoutBlock);
+      for (let r = 0; r < 4; r++) {
+        const row = min(groupRow + r, nq - 1) / layoutBlock;
+        const kept = load<u8>(layoutHead + <usize>row * layoutCols + column);
+        store<i32>(laneBuffer + r * 4, kept ? -1 : 0);
+      }
+      allowed = v128.and(allowed, v128.load(laneBuffer));
+    }
     if (bandMask) {
       const delta = i32x4.sub(i32x4.splat(j), rowDiag);
       let inBand = v128.and(i32x4.ge_s(delta, lowerBound), i32x4.le_s(delta, upperBound));

@@ -76,7 +76,11 @@ export const SDPA_OUT_STRIDE_H = 152;
 export const SDPA_OUT_STRIDE_ROW = 156;
 export const SDPA_KEY_MASK = 160; // pointer to uint8 [B, Nk] (1 = real key), 0: none
 export const SDPA_KEY_MASK_STRIDE_B = 164;
-export const SDPA_PARAMS_BYTES = 168;
+export const SDPA_LAYOUT = 168; // block-sparse layout, uint8 [Nq/bs, Nk/bs] per head, 0: none
+export const SDPA_LAYOUT_BLOCK = 172; // bs
+export const SDPA_LAYOUT_STRIDE_H = 176; // elements between heads' layouts (0: shared)
+export const SDPA_LAYOUT_COLS = 180; // Nk/bs
+export const SDPA_PARAMS_BYTES = 184;
 
 // A window bound of Infinity is stored as this (far beyond any sequence length wasm32 can hold).
 export const WINDOW_UNBOUNDED = 0x3fffffff;

@@ -30,4 +30,6 @@ export {
   type Matrix,
   type ScoreTerm,
 } from "./family/ops";
+export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse";
+export { sparsePatterns } from "./family/sparse-patterns";
 export { alibiSlopes } from "./alibi";

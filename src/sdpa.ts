@@ -159,6 +159,30 @@ function planSdpa(
   v: Tensor,
   options: ScaledDotProductAttentionOptions,
 ): AttentionPlan {
+  const dims = attentionInputDims(OP, q, k, v);
+  const { B, H, Nq, Dv } = dims;
+  const plan = planAttention(OP, dims, options ?? {});
+  const out = options.out;
+  if (out !== undefined) {
+    if (!(out instanceof Float32Array)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${OP}: out must be a Float32Array, got ${describe(out)}`,
+      );
+    }
+    const outShape = [...q.shape.slice(0, -2), Nq, Dv];
+    if (out.length !== B * H * Nq * Dv) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${OP}: out has ${out.length} elements but the output ${formatShape(outShape)} needs ${B * H * Nq * Dv}`,
+      );
+    }
+  }
+  return plan;
+}
+
+/** Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4) and returns the sizes. */
+export function attentionInputDims(OP: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
   checkTensor(OP, "q", q, ["float32"]);
   checkTensor(OP, "k", k, ["float32"]);
   checkTensor(OP, "v", v, ["float32"]);
@@ -181,24 +205,7 @@ function planSdpa(
     mismatch("v", v.shape, `it must be [B,Hkv,Nk,Dv] = [${B},${Hkv},${Nk},Dv] to match k`);
   }
   if (Dv === 0) mismatch("v", v.shape, "the value dim Dv must be at least 1");
-  const plan = planAttention(OP, { B, H, Hkv, Nq, Nk, D, Dv }, options ?? {});
-  const out = options.out;
-  if (out !== undefined) {
-    if (!(out instanceof Float32Array)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${OP}: out must be a Float32Array, got ${describe(out)}`,
-      );
-    }
-    const outShape = [...q.shape.slice(0, -2), Nq, Dv];
-    if (out.length !== B * H * Nq * Dv) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${OP}: out has ${out.length} elements but the output ${formatShape(outShape)} needs ${B * H * Nq * Dv}`,
-      );
-    }
-  }
-  return plan;
+  return { B, H, Hkv, Nq, Nk, D, Dv };
 }
 
 /**
@@ -387,6 +394,8 @@ export interface AttentionOperands {
   v: Operand;
   out: Operand;
   keyMask?: { ptr: number; strideB: number };
+  /** Block-sparse layout, uint8 [Nq/block, cols] per head (strideH elements apart; 0 = shared). */
+  layout?: { ptr: number; block: number; strideH: number; cols: number };
   /** A mask already in WASM memory, used instead of the plan's (kind and strides as MaskPlan). */
   mask?: { ptr: number; kind: number; strides: readonly number[] };
 }
@@ -452,6 +461,10 @@ export function runAttention(
   set(P.SDPA_MASK_STRIDE_K, ms[3]);
   set(P.SDPA_KEY_MASK, operands.keyMask ? operands.keyMask.ptr : 0);
   set(P.SDPA_KEY_MASK_STRIDE_B, operands.keyMask ? operands.keyMask.strideB : 0);
+  set(P.SDPA_LAYOUT, operands.layout ? operands.layout.ptr : 0);
+  set(P.SDPA_LAYOUT_BLOCK, operands.layout ? operands.layout.block : 0);
+  set(P.SDPA_LAYOUT_STRIDE_H, operands.layout ? operands.layout.strideH : 0);
+  set(P.SDPA_LAYOUT_COLS, operands.layout ? operands.layout.cols : 0);
   set(P.SDPA_B, p.B);
   set(P.SDPA_H, p.H);
   set(P.SDPA_HKV, p.Hkv);

@@ -1,0 +1,113 @@
+// blockSparseAttention: attention restricted to the blocks a layout keeps. The attention kernel
+// visits only key tiles that hold a kept block and, inside a tile, only the runs of kept blocks, so
+// time falls with density. sparsePatterns builds the classic layouts.
+
+import { stagedBytes, withCall } from "../call";
+import { AttentionError, formatShape } from "../errors";
+import {
+  attentionBytes,
+  attentionInputDims,
+  contiguousOperand,
+  planAttention,
+  runAttention,
+  type AttentionResult,
+} from "../sdpa";
+import { checkTensor, describe, type Tensor } from "../tensor";
+import { Workspace } from "../workspace";
+
+export interface BlockSparseOptions {
+  /** uint8 [Nq/bs, Nk/bs] shared by all heads, or [H, Nq/bs, Nk/bs]; 1 = the block is computed. */
+  layout: Tensor<Uint8Array>;
+  /** bs: Nq and Nk must be multiples of it. */
+  blockSize: number;
+  scale?: number;
+  /** Also keep only keys j <= i + Nk − Nq inside kept blocks. */
+  causal?: boolean;
+  returnWeights?: boolean;
+}
+
+const OP = "blockSparseAttention";
+
+/**
+ * Scaled dot-product attention where query block r attends key block c only if layout[r][c] is 1.
+ * q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] as in scaledDotProductAttention. Rows whose
+ * blocks are all dropped output zeros.
+ */
+export function blockSparseAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: BlockSparseOptions,
+): AttentionResult {
+  const dims = attentionInputDims(OP, q, k, v);
+  if (typeof options !== "object" || options === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: options must be an object, got ${describe(options)}`,
+    );
+  }
+  const { layout, blockSize: bs } = options;
+  if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: blockSize must be a positive integer, got ${describe(bs)}`,
+    );
+  }
+  const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
+  if (Nq % bs !== 0 || Nk % bs !== 0) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${OP}: Nq = ${Nq} and Nk = ${Nk} must be multiples of blockSize ${bs}`,
+    );
+  }
+  if (layout === undefined)
+    throw new AttentionError("BAD_OPTION", `${OP}: options.layout is missing`);
+  checkTensor(OP, "layout", layout, ["uint8"]);
+  const [rows, cols] = [Nq / bs, Nk / bs];
+  const s = layout.shape;
+  const shared = s.length === 2 && s[0] === rows && s[1] === cols;
+  const perHead = s.length === 3 && s[0] === H && s[1] === rows && s[2] === cols;
+  if (!shared && !perHead) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${OP}: layout has shape ${formatShape(s)} but must be [Nq/bs, Nk/bs] = ${formatShape([rows, cols])} ` +
+        `or [H, Nq/bs, Nk/bs] = ${formatShape([H, rows, cols])}`,
+    );
+  }
+  const plan = planAttention(OP, dims, {
+    scale: options.scale,
+    causal: options.causal,
+    returnWeights: options.returnWeights,
+  });
+  return withCall(
+    OP,
+    (kern) =>
+      stagedBytes(q, kern) +
+      stagedBytes(k, kern) +
+      stagedBytes(v, kern) +
+      stagedBytes(layout, kern) +
+      Workspace.blockSize(B * H * Nq * Dv * 4) +
+      attentionBytes(kern, plan),
+    (call) => {
+      const outPtr = call.alloc(B * H * Nq * Dv * 4, "output");
+      const result = runAttention(call, plan, {
+        q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
+        k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
+        v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
+        out: contiguousOperand(outPtr, H, Nq, Dv),
+        layout: {
+          ptr: call.inputU8(layout, "layout"),
+          block: bs,
+          strideH: perHead ? rows * cols : 0,
+          cols,
+        },
+      });
+      const lead = q.shape.slice(0, -2);
+      const out: AttentionResult = {
+        output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+      };
+      if (result.weights) out.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
+      return out;
+    },
+  );
+}

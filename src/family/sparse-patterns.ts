@@ -1,0 +1,140 @@
+// Block layouts for blockSparseAttention: the patterns of the Sparse Transformer (Child et al. 2019),
+// Longformer (Beltagy et al. 2020) and BigBird (Zaheer et al. 2020), at block granularity. Each
+// returns a uint8 tensor [numBlocks, numBlocks], 1 = query block r attends key block c.
+
+import { AttentionError } from "../errors";
+import { describe, type Tensor } from "../tensor";
+
+function count(op: string, name: string, x: unknown, min: number): number {
+  if (typeof x !== "number" || !Number.isInteger(x) || x < min) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `sparsePatterns.${op}: ${name} must be an integer >= ${min}, got ${describe(x)}`,
+    );
+  }
+  return x;
+}
+
+function build(numBlocks: number, keep: (r: number, c: number) => boolean): Tensor<Uint8Array> {
+  const data = new Uint8Array(numBlocks * numBlocks);
+  for (let r = 0; r < numBlocks; r++)
+    for (let c = 0; c < numBlocks; c++) data[r * numBlocks + c] = keep(r, c) ? 1 : 0;
+  return { data, shape: [numBlocks, numBlocks] };
+}
+
+function globalSet(op: string, blocks: unknown, numBlocks: number): Set<number> {
+  if (blocks === undefined) return new Set();
+  if (!Array.isArray(blocks) && !(blocks instanceof Int32Array)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `sparsePatterns.${op}: globalBlocks must be an array of block indices, got ${describe(blocks)}`,
+    );
+  }
+  for (const g of blocks) count(op, "each global block", g, 0);
+  for (const g of blocks) {
+    if (g >= numBlocks) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `sparsePatterns.${op}: global block ${g} is not below numBlocks ${numBlocks}`,
+      );
+    }
+  }
+  return new Set(blocks);
+}
+
+/** A small seeded PRNG (mulberry32), uniform in [0, 1). */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const sparsePatterns = {
+  /**
+   * Sparse Transformer "strided": block r attends the previous `stride` blocks (itself included)
+   * and every block a multiple of `stride` back. `causal` (default true) drops future blocks.
+   */
+  strided(numBlocks: number, options: { stride: number; causal?: boolean }): Tensor<Uint8Array> {
+    count("strided", "numBlocks", numBlocks, 1);
+    const stride = count("strided", "stride", options?.stride, 1);
+    const causal = options.causal ?? true;
+    return build(numBlocks, (r, c) => {
+      if (causal && c > r) return false;
+      const d = Math.abs(r - c);
+      return d < stride || d % stride === 0;
+    });
+  },
+
+  /**
+   * Sparse Transformer "fixed": blocks attend within their chunk of `stride` blocks, and every block
+   * attends the last `summary` (default 1) blocks of each chunk. `causal` (default true).
+   */
+  fixed(
+    numBlocks: number,
+    options: { stride: number; summary?: number; causal?: boolean },
+  ): Tensor<Uint8Array> {
+    count("fixed", "numBlocks", numBlocks, 1);
+    const stride = count("fixed", "stride", options?.stride, 1);
+    const summary = count("fixed", "summary", options.summary ?? 1, 1);
+    const causal = options.causal ?? true;
+    return build(numBlocks, (r, c) => {
+      if (causal && c > r) return false;
+      return Math.floor(r / stride) === Math.floor(c / stride) || c % stride >= stride - summary;
+    });
+  },
+
+  /** Longformer: a sliding window of `window` blocks on each side, plus global blocks (rows and columns). */
+  longformer(
+    numBlocks: number,
+    options: { window: number; globalBlocks?: readonly number[] },
+  ): Tensor<Uint8Array> {
+    count("longformer", "numBlocks", numBlocks, 1);
+    const window = count("longformer", "window", options?.window, 0);
+    const globals = globalSet("longformer", options.globalBlocks, numBlocks);
+    return build(
+      numBlocks,
+      (r, c) => Math.abs(r - c) <= window || globals.has(r) || globals.has(c),
+    );
+  },
+
+  /**
+   * BigBird: Longformer's window and global blocks, plus `randomBlocks` random key blocks per query
+   * block, drawn from `seed` (default 0), so a seed gives the same layout every time.
+   */
+  bigbird(
+    numBlocks: number,
+    options: {
+      window: number;
+      globalBlocks?: readonly number[];
+      randomBlocks: number;
+      seed?: number;
+    },
+  ): Tensor<Uint8Array> {
+    count("bigbird", "numBlocks", numBlocks, 1);
+    const window = count("bigbird", "window", options?.window, 0);
+    const randomBlocks = count("bigbird", "randomBlocks", options.randomBlocks, 0);
+    const globals = globalSet("bigbird", options.globalBlocks, numBlocks);
+    const seed = count("bigbird", "seed", options.seed ?? 0, 0);
+    const layout = build(
+      numBlocks,
+      (r, c) => Math.abs(r - c) <= window || globals.has(r) || globals.has(c),
+    );
+    const next = random(seed);
+    for (let r = 0; r < numBlocks; r++) {
+      // Draw among the blocks not kept yet, without repetition.
+      const free: number[] = [];
+      for (let c = 0; c < numBlocks; c++) if (!layout.data[r * numBlocks + c]) free.push(c);
+      for (let n = 0; n < randomBlocks && free.length > 0; n++) {
+        const pick = Math.floor(next() * free.length);
+        layout.data[r * numBlocks + free[pick]] = 1;
+        free.splice(pick, 1);
+      }
+    }
+    return layout;
+  },
+};
