@@ -43,6 +43,19 @@ export function normalizeRows(src: usize, dst: usize, rows: i32, d: i32, minNorm
   }
 }
 
+/** x = tanh(x) on n floats, in place (attention pooling's hidden layer). */
+export function tanhInPlace(ptr: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const at = ptr + <usize>i * 4;
+    v128.store(at, tanhx4(v128.load(at)));
+  }
+  for (; i < n; i++) {
+    const at = ptr + <usize>i * 4;
+    store<f32>(at, f32x4.extract_lane(tanhx4(f32x4.splat(load<f32>(at))), 0));
+  }
+}
+
 export function additiveScores(
   qp: usize,
   kp: usize,

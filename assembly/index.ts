@@ -10,4 +10,5 @@ export function heapBase(): usize {
 }
 export { gemm, gemmScratchBytes, packWeights, packedWeightsBytes } from "./gemm";
 export { ropeApply } from "./rope";
-export { normalizeRows, additiveScores } from "./family";
+export { normalizeRows, additiveScores, tanhInPlace } from "./family";
+export { hardAttention, hardAttentionScratchBytes } from "./hard";

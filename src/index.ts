@@ -32,4 +32,6 @@ export {
 } from "./family/ops";
 export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse";
 export { sparsePatterns } from "./family/sparse-patterns";
+export { hardAttention, type HardAttentionOptions } from "./family/hard";
+export { attentionPooling } from "./family/pooling";
 export { alibiSlopes } from "./alibi";

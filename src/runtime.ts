@@ -41,6 +41,31 @@ export interface KernelExports {
     maskStrideQ: number,
     maskStrideK: number,
   ): void;
+  tanhInPlace(ptr: number, n: number): void;
+  hardAttentionScratchBytes(nk: number, topK: number): number;
+  hardAttention(
+    q: number,
+    k: number,
+    v: number,
+    out: number,
+    weights: number,
+    batch: number,
+    heads: number,
+    kvHeads: number,
+    nq: number,
+    nk: number,
+    d: number,
+    dv: number,
+    scale: number,
+    topK: number,
+    mask: number,
+    maskKind: number,
+    maskStrideB: number,
+    maskStrideH: number,
+    maskStrideQ: number,
+    maskStrideK: number,
+    scratch: number,
+  ): void;
   packedWeightsBytes(n: number, k: number): number;
   gemmScratchBytes(): number;
   packWeights(w: number, n: number, k: number, ldw: number, dst: number): void;

@@ -11,6 +11,9 @@ import { attentionBytes, planAttention, runAttention, type AttentionPlan } from 
 import { checkTensor, describe, type Tensor } from "../tensor";
 import { Workspace } from "../workspace";
 
+/** A matrix parameter: a bare row-major Float32Array or a tensor. */
+export type Matrix = Float32Array | Tensor;
+
 /** Options shared by the 3-D attention ops. */
 export interface FamilyOptions {
   /** Boolean (1 = attend) or additive, broadcasting to [B, Nq, Nk]. */

@@ -3,10 +3,11 @@
 import { AttentionError } from "../errors";
 import { describe, type Tensor } from "../tensor";
 import type { FamilyOptions, FamilyResult } from "./common";
-import { scoreTermsAttention, type Matrix, type ScoreTerm } from "./terms";
+import type { Matrix } from "./common";
+import { scoreTermsAttention, type ScoreTerm } from "./terms";
 
-export type { FamilyOptions, FamilyResult } from "./common";
-export type { Matrix, ScoreTerm } from "./terms";
+export type { FamilyOptions, FamilyResult, Matrix } from "./common";
+export type { ScoreTerm } from "./terms";
 
 function params<T>(op: string, p: T): T {
   if (typeof p !== "object" || p === null) {

@@ -27,10 +27,8 @@ import {
   type FamilyDims,
   type FamilyOptions,
   type FamilyResult,
+  type Matrix,
 } from "./common";
-
-/** A matrix parameter: a bare row-major Float32Array or a tensor. */
-export type Matrix = Float32Array | Tensor;
 
 /** One score term of hybridAttention. */
 export type ScoreTerm =
