@@ -106,7 +106,9 @@ export function additiveScores(
           if (maskKind == MASK_BOOL) {
             if (load<u8>(mask + m) == 0) score = NEG_INF;
           } else if (maskKind == MASK_ADDITIVE) {
-            score += load<f32>(mask + m * 4);
+            // Select rather than add for -Infinity, so a NaN score of a masked key stays masked.
+            const bias = load<f32>(mask + m * 4);
+            score = bias == NEG_INF ? NEG_INF : score + bias;
           }
         }
         store<f32>(at, score);

@@ -1,11 +1,22 @@
 // Builds the package: the wasm kernels (asc), the JavaScript entry with the wasm inlined as base64
 // (esbuild) and the type declarations (tsc). Usage: node scripts/build.mjs
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { inlineWasmPlugin } from "./inline-wasm.mjs";
+
+// `import wasm from "./attention.wasm"` stays an import of the file next to the output.
+const externalWasmModules = {
+  name: "external-wasm-modules",
+  setup(build) {
+    build.onResolve({ filter: /\.wasm(\?module)?$/ }, (args) => ({
+      path: args.path,
+      external: true,
+    }));
+  },
+};
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
@@ -15,16 +26,21 @@ mkdirSync(join(root, "build"), { recursive: true });
 run(bin("asc"), ["assembly/index.ts", "--config", "asconfig.json", "--target", "simd"]);
 
 rmSync(join(root, "dist"), { recursive: true, force: true });
+// Three entries sharing one chunk: index.js (wasm inlined), workerd.js and edge-light.js (which
+// import dist/attention.wasm as a module, the only way Workers and Vercel Edge accept wasm).
 await esbuild.build({
   absWorkingDir: root,
-  entryPoints: ["src/index.ts"],
-  outfile: "dist/index.js",
+  entryPoints: ["src/index.ts", "src/workerd.ts", "src/edge-light.ts"],
+  outdir: "dist",
   bundle: true,
+  splitting: true,
   format: "esm",
   platform: "neutral",
   target: "es2020",
   legalComments: "none",
-  plugins: [inlineWasmPlugin(root)],
+  chunkNames: "core-[hash]",
+  plugins: [inlineWasmPlugin(root), externalWasmModules],
   logLevel: "warning",
 });
+copyFileSync(join(root, "build", "attention.wasm"), join(root, "dist", "attention.wasm"));
 run(bin("tsc"), ["-p", "tsconfig.build.json"]);

@@ -1,37 +1,22 @@
-// wasm-attention: attention mechanisms as SIMD WebAssembly for every JavaScript runtime.
-// The public API is documented in README.md; every export here is part of it.
+// wasm-attention, default entry: the wasm is inlined as base64 and compiled by init(), so the package
+// needs no file access, fetch or bundler configuration. No work at import time, no top-level await.
 
-export { init, initSync } from "./init";
-export { memoryStats, type InitOptions, type WasmSource } from "./runtime";
-export { AttentionError, type AttentionErrorCode } from "./errors";
-export { allocTensor, type Tensor, type WasmTensor } from "./tensor";
-export {
-  scaledDotProductAttention,
-  type ScaledDotProductAttentionOptions,
-  type AttentionResult,
-} from "./sdpa";
-export { softmax } from "./softmax";
-export { linear } from "./linear";
-export {
-  MultiHeadAttention,
-  type MultiHeadAttentionOptions,
-  type MultiHeadAttentionWeights,
-  type MultiHeadAttentionForwardOptions,
-} from "./mha";
-export type { KVCache } from "./kv-cache";
-export { applyRope, type ApplyRopeOptions } from "./rope";
-export {
-  additiveAttention,
-  bilinearAttention,
-  cosineAttention,
-  hybridAttention,
-  type FamilyOptions,
-  type FamilyResult,
-  type Matrix,
-  type ScoreTerm,
-} from "./family/ops";
-export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse";
-export { sparsePatterns } from "./family/sparse-patterns";
-export { hardAttention, type HardAttentionOptions } from "./family/hard";
-export { attentionPooling } from "./family/pooling";
-export { alibiSlopes } from "./alibi";
+import simdWasmBase64 from "inline-wasm:simd";
+import { createInit } from "./init";
+
+export * from "./api";
+
+function inlineBytes(): Uint8Array<ArrayBuffer> {
+  const text = atob(simdWasmBase64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * Compiles and instantiates the kernels. With no `source`, uses the wasm bundled in the package
+ * (works in Node, Deno, Bun, browsers and bundlers). A `WebAssembly.Module`, the bytes, a URL to
+ * fetch, or a (promised) `Response` may be given instead. Calling it again returns the first call's
+ * promise: the instance, and every WasmTensor in it, stays.
+ */
+export const { init, initSync } = createInit(inlineBytes);

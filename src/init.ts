@@ -1,7 +1,6 @@
-// init() / initSync(): where the wasm comes from. The default entry carries the SIMD build inline as
-// base64 and compiles it only when init() runs: no work at import time, no top-level await.
+// The init core every entry shares: init() / initSync() compile (or take) the wasm, instantiate it
+// and make it the active instance. An entry supplies only where its packaged wasm comes from.
 
-import simdWasmBase64 from "inline-wasm:simd";
 import { AttentionError } from "./errors";
 import {
   activate,
@@ -14,48 +13,48 @@ import {
 } from "./runtime";
 import { describe } from "./tensor";
 
-let pending: Promise<void> | undefined;
+/** The packaged wasm of an entry: compiled module or bytes, made only when init needs it. */
+export type PackagedWasm = () => WebAssembly.Module | Uint8Array<ArrayBuffer>;
 
-/**
- * Compiles and instantiates the kernels. With no `source`, uses the wasm bundled in the package
- * (works in Node, Deno, Bun, browsers and bundlers). A `WebAssembly.Module`, the bytes, a URL to
- * fetch, or a (promised) `Response` may be given instead. Calling it again returns the first call's
- * promise: the instance, and every WasmTensor in it, stays.
- */
-export function init(source?: WasmSource, options?: InitOptions): Promise<void> {
-  if (pending) return pending;
-  pending = (async () => {
-    checkInitOptions(options);
-    const module = await toModule(source);
-    activate(module);
-  })();
-  pending.catch(() => {
-    pending = undefined;
-  });
-  return pending;
-}
+/** init() and initSync() of one entry, whose default wasm comes from `packaged`. */
+export function createInit(packaged: PackagedWasm): {
+  init: (source?: WasmSource, options?: InitOptions) => Promise<void>;
+  initSync: (source?: WebAssembly.Module | BufferSource, options?: InitOptions) => void;
+} {
+  let pending: Promise<void> | undefined;
 
-/**
- * Synchronous init from a `WebAssembly.Module` or the wasm bytes (the package's `./wasm/*` files).
- * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init() there.
- */
-export function initSync(source?: WebAssembly.Module | BufferSource, options?: InitOptions): void {
-  if (isInitialized()) return;
-  checkInitOptions(options);
-  if (
-    source !== undefined &&
-    !(source instanceof WebAssembly.Module) &&
-    !(source instanceof ArrayBuffer) &&
-    !ArrayBuffer.isView(source)
-  ) {
-    throw badSource(source);
+  function init(source?: WasmSource, options?: InitOptions): Promise<void> {
+    if (pending) return pending;
+    pending = (async () => {
+      checkInitOptions(options);
+      const module = await toModule(source ?? packaged());
+      activate(module);
+    })();
+    pending.catch(() => {
+      pending = undefined;
+    });
+    return pending;
   }
-  activate(source instanceof WebAssembly.Module ? source : compileSync(source ?? inlineBytes()));
-  pending = Promise.resolve();
+
+  /**
+   * Synchronous init from a `WebAssembly.Module` or the wasm bytes (the package's `./wasm/*` files).
+   * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init() there.
+   */
+  function initSync(source?: WebAssembly.Module | BufferSource, options?: InitOptions): void {
+    if (isInitialized()) return;
+    checkInitOptions(options);
+    const wasm: unknown = source ?? packaged();
+    if (wasm instanceof WebAssembly.Module) activate(wasm);
+    else if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm))
+      activate(compileSync(wasm as BufferSource));
+    else throw badSource(wasm);
+    pending = Promise.resolve();
+  }
+
+  return { init, initSync };
 }
 
-async function toModule(source: WasmSource | undefined): Promise<WebAssembly.Module> {
-  if (source === undefined) return compileAsync(inlineBytes());
+async function toModule(source: WasmSource): Promise<WebAssembly.Module> {
   if (source instanceof WebAssembly.Module) return source;
   if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return compileAsync(source);
   if (typeof source === "string" || source instanceof URL) {
@@ -73,11 +72,12 @@ async function fromResponse(
 ): Promise<WebAssembly.Module> {
   const r = await response;
   if (!isResponse(r)) throw badSource(r);
-  if (!r.ok)
+  if (!r.ok) {
     throw new AttentionError(
       "INIT_FAILED",
       `init: fetching the wasm failed: HTTP ${r.status} ${r.statusText}`,
     );
+  }
   return compileAsync(await r.arrayBuffer());
 }
 
@@ -90,11 +90,4 @@ function badSource(source: unknown): AttentionError {
     "BAD_OPTION",
     `init: source must be a WebAssembly.Module, bytes (ArrayBuffer or view), a URL, or a Response, got ${describe(source)}`,
   );
-}
-
-function inlineBytes(): Uint8Array<ArrayBuffer> {
-  const text = atob(simdWasmBase64);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
 }

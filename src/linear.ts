@@ -119,7 +119,7 @@ export function weightTensor(
     }
     return { data: w, shape: [out, inFeatures] };
   }
-  if (ArrayBuffer.isView(w)) {
+  if (ArrayBuffer.isView(w) || Array.isArray(w)) {
     throw new AttentionError(
       "BAD_DTYPE",
       `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(w)}`,

@@ -8,11 +8,15 @@ import { AttentionError, formatShape } from "../errors";
 import { weightTensor } from "../linear";
 import { type Kernels } from "../runtime";
 import { attentionBytes, planAttention, runAttention, type AttentionPlan } from "../sdpa";
+import { broadcastStrides } from "../shapes";
 import { checkTensor, describe, type Tensor } from "../tensor";
 import { Workspace } from "../workspace";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
 export type Matrix = Float32Array | Tensor;
+
+/** A vector parameter: a bare Float32Array or a rank-1 tensor. */
+export type Vector = Float32Array | Tensor;
 
 /** Options shared by the 3-D attention ops. */
 export interface FamilyOptions {
@@ -83,18 +87,20 @@ export function parameterMatrix(
 
 /** A parameter vector [n] (bare Float32Array or rank-1 tensor). */
 export function parameterVector(op: string, name: string, x: unknown, n: number): Float32Array {
-  const data = x instanceof Float32Array ? x : (x as Tensor | undefined)?.data;
   if (x === undefined) throw new AttentionError("BAD_OPTION", `${op}: ${name} [${n}] is missing`);
+  const tensor = x instanceof Float32Array ? undefined : (x as Tensor);
+  const data = x instanceof Float32Array ? x : tensor?.data;
   if (!(data instanceof Float32Array)) {
     throw new AttentionError(
       "BAD_DTYPE",
       `${op}: ${name} must be a Float32Array, got ${describe(x)}`,
     );
   }
-  if (data.length !== n) {
+  const shape = tensor ? tensor.shape : [data.length];
+  if (shape.length !== 1 || shape[0] !== n || data.length !== n) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${op}: ${name} has shape [${data.length}] but must be [${n}]`,
+      `${op}: ${name} has shape ${formatShape(shape)} but must be [${n}]`,
     );
   }
   return data;
@@ -122,24 +128,22 @@ export function familyPlan(
   options: FamilyOptions,
   userMask: boolean,
 ): AttentionPlan {
-  const mask = userMask ? options.mask : undefined;
+  // The mask is checked against [B, Nq, Nk] here whether it goes to the kernel or, with additive
+  // terms, into their score matrix.
+  const given = options.mask;
   let maskShape: number[] | undefined;
-  if (mask !== undefined) {
-    checkTensor(op, "mask", mask, ["uint8", "float32"]);
-    const s = mask.shape;
-    if (s.length > 3) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${op}: mask of shape ${formatShape(s)} does not broadcast to [B,Nq,Nk] = ${formatShape([d.B, d.Nq, d.Nk])}`,
-      );
-    }
+  if (given !== undefined) {
+    checkTensor(op, "mask", given, ["uint8", "float32"]);
+    broadcastStrides(op, "mask", given.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]");
+    const s = given.shape;
     maskShape = s.length === 3 ? [s[0], 1, s[1], s[2]] : [...s];
   }
+  const mask = userMask ? given : undefined;
   return planAttention(
     op,
     { B: d.B, H: 1, Hkv: 1, Nq: d.Nq, Nk: d.Nk, D: features, Dv: d.Dv },
     { mask, scale, returnWeights: options.returnWeights === true },
-    maskShape,
+    mask ? maskShape : undefined,
   );
 }
 

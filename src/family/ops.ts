@@ -3,10 +3,10 @@
 import { AttentionError } from "../errors";
 import { describe, type Tensor } from "../tensor";
 import type { FamilyOptions, FamilyResult } from "./common";
-import type { Matrix } from "./common";
+import type { Matrix, Vector } from "./common";
 import { scoreTermsAttention, type ScoreTerm } from "./terms";
 
-export type { FamilyOptions, FamilyResult, Matrix } from "./common";
+export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common";
 export type { ScoreTerm } from "./terms";
 
 function params<T>(op: string, p: T): T {
@@ -25,7 +25,7 @@ export function additiveAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  p: { wq: Matrix; wk: Matrix; va: Float32Array; bias?: Float32Array },
+  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
   options: FamilyOptions = {},
 ): FamilyResult {
   const op = "additiveAttention";

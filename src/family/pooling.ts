@@ -9,7 +9,7 @@ import { project, projectionBytes } from "../linear";
 import { attentionBytes, planAttention, runAttention } from "../sdpa";
 import { checkTensor, describe, type Tensor } from "../tensor";
 import { Workspace } from "../workspace";
-import { parameterMatrix, parameterVector, type Matrix } from "./common";
+import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common";
 
 const OP = "attentionPooling";
 
@@ -20,7 +20,7 @@ const OP = "attentionPooling";
  */
 export function attentionPooling(
   h: Tensor,
-  params: { w: Matrix; b: Float32Array; context: Float32Array },
+  params: { w: Matrix; b: Vector; context: Vector },
   options: { mask?: Tensor<Uint8Array> } = {},
 ): { output: Tensor; weights: Tensor } {
   checkTensor(OP, "h", h, ["float32"]);

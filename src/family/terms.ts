@@ -28,6 +28,7 @@ import {
   type FamilyOptions,
   type FamilyResult,
   type Matrix,
+  type Vector,
 } from "./common";
 
 /** One score term of hybridAttention. */
@@ -115,6 +116,12 @@ function checkTerms(
       case "additive": {
         const wq = parameterMatrix(op, `${at}.wq`, term.wq, undefined, d.Dq);
         const A = wq.shape[0];
+        if (A === 0) {
+          throw new AttentionError(
+            "SHAPE_MISMATCH",
+            `${op}: ${at}.wq must have at least one row (A >= 1)`,
+          );
+        }
         const wk = parameterMatrix(op, `${at}.wk`, term.wk, A, d.Dk);
         const va = parameterVector(op, `${at}.va`, term.va, A);
         const bias =

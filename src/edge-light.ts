@@ -1,0 +1,10 @@
+// wasm-attention for Vercel Edge (the `edge-light` export condition), which, like Workers, refuses to
+// compile WebAssembly from bytes: the .wasm is imported as a module with the `?module` suffix.
+
+import wasmModule from "./attention.wasm?module";
+import { createInit } from "./init";
+
+export * from "./api";
+
+/** Instantiates the packaged module; a `WebAssembly.Module` or bytes may be passed instead. */
+export const { init, initSync } = createInit(() => wasmModule);
