@@ -1,7 +1,7 @@
 // ALiBi slopes (Press et al., "Train Short, Test Long"), following their reference code.
 
-import { AttentionError } from "./errors";
-import { describe } from "./tensor";
+import { AttentionError } from "./errors.js";
+import { describe } from "./tensor.js";
 
 /**
  * The ALiBi slope of each of `numHeads` heads. For a power of two H, slope_h = 2^(−8(h+1)/H);

@@ -1,24 +1,24 @@
 // The public API shared by every entry (index.ts, workerd.ts, edge-light.ts): everything but init.
 // It is documented in README.md; every export here is part of it.
 
-export { memoryStats, type InitOptions, type WasmSource } from "./runtime";
-export { AttentionError, type AttentionErrorCode } from "./errors";
-export { allocTensor, type Tensor, type WasmTensor } from "./tensor";
+export { memoryStats, type InitOptions, type WasmSource } from "./runtime.js";
+export { AttentionError, type AttentionErrorCode } from "./errors.js";
+export { allocTensor, type Tensor, type WasmTensor } from "./tensor.js";
 export {
   scaledDotProductAttention,
   type ScaledDotProductAttentionOptions,
   type AttentionResult,
-} from "./sdpa";
-export { softmax } from "./softmax";
-export { linear } from "./linear";
+} from "./sdpa.js";
+export { softmax } from "./softmax.js";
+export { linear } from "./linear.js";
 export {
   MultiHeadAttention,
   type MultiHeadAttentionOptions,
   type MultiHeadAttentionWeights,
   type MultiHeadAttentionForwardOptions,
-} from "./mha";
-export type { KVCache } from "./kv-cache";
-export { applyRope, type ApplyRopeOptions } from "./rope";
+} from "./mha.js";
+export type { KVCache } from "./kv-cache.js";
+export { applyRope, type ApplyRopeOptions } from "./rope.js";
 export {
   additiveAttention,
   bilinearAttention,
@@ -29,9 +29,9 @@ export {
   type Matrix,
   type Vector,
   type ScoreTerm,
-} from "./family/ops";
-export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse";
-export { sparsePatterns } from "./family/sparse-patterns";
-export { hardAttention, type HardAttentionOptions } from "./family/hard";
-export { attentionPooling } from "./family/pooling";
-export { alibiSlopes } from "./alibi";
+} from "./family/ops.js";
+export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse.js";
+export { sparsePatterns } from "./family/sparse-patterns.js";
+export { hardAttention, type HardAttentionOptions } from "./family/hard.js";
+export { attentionPooling } from "./family/pooling.js";
+export { alibiSlopes } from "./alibi.js";

@@ -1,10 +1,10 @@
 // One op call's use of WASM memory: the buffers it takes from the workspace, given back when the call
 // ends, whether it returns or throws, so a failed call leaks nothing.
 
-import { AttentionError } from "./errors";
-import { kernels, type Kernels } from "./runtime";
-import { wasmAddress, type Tensor } from "./tensor";
-import { formatBytes, Workspace } from "./workspace";
+import { AttentionError } from "./errors.js";
+import { kernels, type Kernels } from "./runtime.js";
+import { wasmAddress, type Tensor } from "./tensor.js";
+import { formatBytes, Workspace } from "./workspace.js";
 
 export class Call {
   readonly op: string;

@@ -2,9 +2,9 @@
 // compile WebAssembly from bytes: the .wasm is imported as a module with the `?module` suffix.
 
 import wasmModule from "./attention.wasm?module";
-import { createInit } from "./init";
+import { createInit } from "./init.js";
 
-export * from "./api";
+export * from "./api.js";
 
 /** Instantiates the packaged module; a `WebAssembly.Module` or bytes may be passed instead. */
 export const { init, initSync } = createInit(() => wasmModule);

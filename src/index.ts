@@ -2,9 +2,9 @@
 // needs no file access, fetch or bundler configuration. No work at import time, no top-level await.
 
 import simdWasmBase64 from "inline-wasm:simd";
-import { createInit } from "./init";
+import { createInit } from "./init.js";
 
-export * from "./api";
+export * from "./api.js";
 
 function inlineBytes(): Uint8Array<ArrayBuffer> {
   const text = atob(simdWasmBase64);

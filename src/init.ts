@@ -1,7 +1,7 @@
 // The init core every entry shares: init() / initSync() compile (or take) the wasm, instantiate it
 // and make it the active instance. An entry supplies only where its packaged wasm comes from.
 
-import { AttentionError } from "./errors";
+import { AttentionError } from "./errors.js";
 import {
   activate,
   checkInitOptions,
@@ -10,8 +10,8 @@ import {
   isInitialized,
   type InitOptions,
   type WasmSource,
-} from "./runtime";
-import { describe } from "./tensor";
+} from "./runtime.js";
+import { describe } from "./tensor.js";
 
 /** The packaged wasm of an entry: compiled module or bytes, made only when init needs it. */
 export type PackagedWasm = () => WebAssembly.Module | Uint8Array<ArrayBuffer>;

@@ -2,8 +2,8 @@
 // step copies only its new token in. Layout per cache: keys [batch, maxLength, kvDim] and values
 // likewise (kvDim = headDim · numKvHeads, heads side by side as the projections produce them).
 
-import { AttentionError } from "./errors";
-import type { Workspace } from "./workspace";
+import { AttentionError } from "./errors.js";
+import type { Workspace } from "./workspace.js";
 
 export class KVCache {
   readonly batch: number;

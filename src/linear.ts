@@ -1,11 +1,11 @@
 // linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
 
-import { type Call, stagedBytes, withCall } from "./call";
-import type { Kernels } from "./runtime";
-import { AttentionError, formatShape } from "./errors";
-import { product } from "./shapes";
-import { checkTensor, describe, type Tensor } from "./tensor";
-import { Workspace } from "./workspace";
+import { type Call, stagedBytes, withCall } from "./call.js";
+import type { Kernels } from "./runtime.js";
+import { AttentionError, formatShape } from "./errors.js";
+import { product } from "./shapes.js";
+import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { Workspace } from "./workspace.js";
 
 const OP = "linear";
 

@@ -6,21 +6,21 @@
 // projections through strides (head h is columns h·hd..(h+1)·hd) and writes its output in the same
 // concatenated layout, which the output projection then reads: no transposes anywhere.
 
-import { type Call, stagedBytes, withCall } from "./call";
-import { AttentionError, formatShape } from "./errors";
-import { weightTensor } from "./linear";
-import { KVCache } from "./kv-cache";
-import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope";
-import { kernels, type Kernels } from "./runtime";
+import { type Call, stagedBytes, withCall } from "./call.js";
+import { AttentionError, formatShape } from "./errors.js";
+import { weightTensor } from "./linear.js";
+import { KVCache } from "./kv-cache.js";
+import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
+import { kernels, type Kernels } from "./runtime.js";
 import {
   attentionBytes,
   planAttention,
   runAttention,
   type AttentionPlan,
   type Operand,
-} from "./sdpa";
-import { checkTensor, describe, type Tensor } from "./tensor";
-import { Workspace } from "./workspace";
+} from "./sdpa.js";
+import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { Workspace } from "./workspace.js";
 
 /** Weights in PyTorch `nn.MultiheadAttention`'s layout: each matrix (out_features, in_features). */
 export interface MultiHeadAttentionWeights {

@@ -2,12 +2,12 @@
 // uses on its projected queries and keys. Angles pos · base^(−2t/D) and their cos/sin are computed in
 // float64 on the JavaScript side (positions can be large); the rotation runs in wasm (assembly/rope.ts).
 
-import { type Call, stagedBytes, withCall } from "./call";
-import { AttentionError } from "./errors";
-import type { Operand } from "./sdpa";
-import { attentionDims } from "./shapes";
-import { checkTensor, describe, type Tensor } from "./tensor";
-import { Workspace } from "./workspace";
+import { type Call, stagedBytes, withCall } from "./call.js";
+import { AttentionError } from "./errors.js";
+import type { Operand } from "./sdpa.js";
+import { attentionDims } from "./shapes.js";
+import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { Workspace } from "./workspace.js";
 
 /** A validated rope configuration. */
 export interface RopeConfig {

@@ -1,9 +1,9 @@
 // Loading the kernels: init()/initSync() compile and instantiate the wasm, then every op reaches the
 // instance through kernels(). One instance per JavaScript realm (module-level state).
 
-import { SDPA_PARAMS_BYTES } from "../assembly/shared";
-import { AttentionError } from "./errors";
-import { Workspace } from "./workspace";
+import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
+import { AttentionError } from "./errors.js";
+import { Workspace } from "./workspace.js";
 
 /** The functions the wasm module exports (see assembly/index.ts). */
 export interface KernelExports {

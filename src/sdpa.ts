@@ -1,12 +1,12 @@
 // scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
 
-import * as P from "../assembly/shared";
-import { type Call, stagedBytes, withCall } from "./call";
-import type { Kernels } from "./runtime";
-import { AttentionError, formatShape } from "./errors";
-import { attentionDims, broadcastStrides } from "./shapes";
-import { checkTensor, describe, type Tensor } from "./tensor";
-import { Workspace } from "./workspace";
+import * as P from "../assembly/shared.js";
+import { type Call, stagedBytes, withCall } from "./call.js";
+import type { Kernels } from "./runtime.js";
+import { AttentionError, formatShape } from "./errors.js";
+import { attentionDims, broadcastStrides } from "./shapes.js";
+import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { Workspace } from "./workspace.js";
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions {

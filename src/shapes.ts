@@ -1,7 +1,7 @@
 // Shape logic shared by the ops: rank normalisation and numpy-style broadcasting.
 
-import { AttentionError, formatShape } from "./errors";
-import type { Tensor } from "./tensor";
+import { AttentionError, formatShape } from "./errors.js";
+import type { Tensor } from "./tensor.js";
 
 /** [B, H, N, D] of an attention input of rank 2 ([N,D]), 3 ([H,N,D]) or 4 ([B,H,N,D]). */
 export function attentionDims(

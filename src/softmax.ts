@@ -1,10 +1,10 @@
 // softmax(x, { axis }) on the vector exp of the kernels (assembly/softmax.ts).
 
-import { stagedBytes, withCall } from "./call";
-import { AttentionError, formatShape } from "./errors";
-import { product } from "./shapes";
-import { checkTensor, describe, type Tensor } from "./tensor";
-import { Workspace } from "./workspace";
+import { stagedBytes, withCall } from "./call.js";
+import { AttentionError, formatShape } from "./errors.js";
+import { product } from "./shapes.js";
+import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { Workspace } from "./workspace.js";
 
 const OP = "softmax";
 

@@ -1,9 +1,9 @@
 // Tensors: plain { data, shape } objects, and WasmTensor, a tensor whose data lives in WASM memory
 // so that ops use it without copying.
 
-import { AttentionError, formatShape } from "./errors";
-import { kernels } from "./runtime";
-import type { Workspace } from "./workspace";
+import { AttentionError, formatShape } from "./errors.js";
+import { kernels } from "./runtime.js";
+import type { Workspace } from "./workspace.js";
 
 /** A row-major tensor: `data.length` equals the product of `shape`. */
 export interface Tensor<T extends Float32Array | Uint8Array = Float32Array> {

@@ -3,9 +3,9 @@
 // and Miniflare turn it into a WebAssembly.Module) and hands it to the same init core.
 
 import wasmModule from "./attention.wasm";
-import { createInit } from "./init";
+import { createInit } from "./init.js";
 
-export * from "./api";
+export * from "./api.js";
 
 /** Instantiates the packaged module; a `WebAssembly.Module` or bytes may be passed instead. */
 export const { init, initSync } = createInit(() => wasmModule);

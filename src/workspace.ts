@@ -4,8 +4,8 @@
 // runtime. Every block is ALLOC_ALIGN-aligned and followed by ALLOC_SLACK readable bytes, because
 // vector kernels may read a few floats past the end of a row.
 
-import { ALLOC_ALIGN, ALLOC_SLACK } from "../assembly/shared";
-import { AttentionError } from "./errors";
+import { ALLOC_ALIGN, ALLOC_SLACK } from "../assembly/shared.js";
+import { AttentionError } from "./errors.js";
 
 const PAGE_BYTES = 65536;
 /** wasm32 can address 4 GiB. */

@@ -2,8 +2,8 @@
 // visits only key tiles that hold a kept block and, inside a tile, only the runs of kept blocks, so
 // time falls with density. sparsePatterns builds the classic layouts.
 
-import { stagedBytes, withCall } from "../call";
-import { AttentionError, formatShape } from "../errors";
+import { stagedBytes, withCall } from "../call.js";
+import { AttentionError, formatShape } from "../errors.js";
 import {
   attentionBytes,
   attentionInputDims,
@@ -11,9 +11,9 @@ import {
   planAttention,
   runAttention,
   type AttentionResult,
-} from "../sdpa";
-import { checkTensor, describe, type Tensor } from "../tensor";
-import { Workspace } from "../workspace";
+} from "../sdpa.js";
+import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { Workspace } from "../workspace.js";
 
 export interface BlockSparseOptions {
   /** uint8 [Nq/bs, Nk/bs] shared by all heads, or [H, Nq/bs, Nk/bs]; 1 = the block is computed. */

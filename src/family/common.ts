@@ -2,15 +2,15 @@
 // and the final softmax(scores)·V, which runs on the one attention kernel (runAttention) with one
 // head: the ops only prepare the query and key features it multiplies, or a score matrix it adds.
 
-import * as P from "../../assembly/shared";
-import { type Call } from "../call";
-import { AttentionError, formatShape } from "../errors";
-import { weightTensor } from "../linear";
-import { type Kernels } from "../runtime";
-import { attentionBytes, planAttention, runAttention, type AttentionPlan } from "../sdpa";
-import { broadcastStrides } from "../shapes";
-import { checkTensor, describe, type Tensor } from "../tensor";
-import { Workspace } from "../workspace";
+import * as P from "../../assembly/shared.js";
+import { type Call } from "../call.js";
+import { AttentionError, formatShape } from "../errors.js";
+import { weightTensor } from "../linear.js";
+import { type Kernels } from "../runtime.js";
+import { attentionBytes, planAttention, runAttention, type AttentionPlan } from "../sdpa.js";
+import { broadcastStrides } from "../shapes.js";
+import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
 export type Matrix = Float32Array | Tensor;

@@ -1,12 +1,12 @@
 // hardAttention: top-k attention (assembly/hard.ts). Shapes, scale and masks as in
 // scaledDotProductAttention.
 
-import * as P from "../../assembly/shared";
-import { stagedBytes, withCall } from "../call";
-import { AttentionError } from "../errors";
-import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa";
-import { describe, type Tensor } from "../tensor";
-import { Workspace } from "../workspace";
+import * as P from "../../assembly/shared.js";
+import { stagedBytes, withCall } from "../call.js";
+import { AttentionError } from "../errors.js";
+import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
+import { describe, type Tensor } from "../tensor.js";
+import { Workspace } from "../workspace.js";
 
 export interface HardAttentionOptions {
   /** Scores kept per query row (ties go to the lower key index); 1 is argmax attention. */

@@ -1,13 +1,13 @@
 // The public ops of the attention family: each is a score function of src/family/terms.ts.
 
-import { AttentionError } from "../errors";
-import { describe, type Tensor } from "../tensor";
-import type { FamilyOptions, FamilyResult } from "./common";
-import type { Matrix, Vector } from "./common";
-import { scoreTermsAttention, type ScoreTerm } from "./terms";
+import { AttentionError } from "../errors.js";
+import { describe, type Tensor } from "../tensor.js";
+import type { FamilyOptions, FamilyResult } from "./common.js";
+import type { Matrix, Vector } from "./common.js";
+import { scoreTermsAttention, type ScoreTerm } from "./terms.js";
 
-export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common";
-export type { ScoreTerm } from "./terms";
+export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
+export type { ScoreTerm } from "./terms.js";
 
 function params<T>(op: string, p: T): T {
   if (typeof p !== "object" || p === null) {

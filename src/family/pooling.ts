@@ -3,13 +3,13 @@
 // keys u and values h, so after the projection (GEMM) and the vector tanh it runs on the one
 // attention kernel at scale 1, with the mask as a key-padding mask.
 
-import { stagedBytes, withCall } from "../call";
-import { AttentionError, formatShape } from "../errors";
-import { project, projectionBytes } from "../linear";
-import { attentionBytes, planAttention, runAttention } from "../sdpa";
-import { checkTensor, describe, type Tensor } from "../tensor";
-import { Workspace } from "../workspace";
-import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common";
+import { stagedBytes, withCall } from "../call.js";
+import { AttentionError, formatShape } from "../errors.js";
+import { project, projectionBytes } from "../linear.js";
+import { attentionBytes, planAttention, runAttention } from "../sdpa.js";
+import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { Workspace } from "../workspace.js";
+import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
 

@@ -2,8 +2,8 @@
 // Longformer (Beltagy et al. 2020) and BigBird (Zaheer et al. 2020), at block granularity. Each
 // returns a uint8 tensor [numBlocks, numBlocks], 1 = query block r attends key block c.
 
-import { AttentionError } from "../errors";
-import { describe, type Tensor } from "../tensor";
+import { AttentionError } from "../errors.js";
+import { describe, type Tensor } from "../tensor.js";
 
 function count(op: string, name: string, x: unknown, min: number): number {
   if (typeof x !== "number" || !Number.isInteger(x) || x < min) {
@@ -13,6 +13,20 @@ function count(op: string, name: string, x: unknown, min: number): number {
     );
   }
   return x;
+}
+
+// Layouts are numBlocks² bytes: refuse sizes no attention call could use.
+const MAX_BLOCKS = 1 << 15;
+
+function blocks(op: string, numBlocks: unknown): number {
+  const n = count(op, "numBlocks", numBlocks, 1);
+  if (n > MAX_BLOCKS) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `sparsePatterns.${op}: numBlocks ${n} is above ${MAX_BLOCKS}`,
+    );
+  }
+  return n;
 }
 
 function build(numBlocks: number, keep: (r: number, c: number) => boolean): Tensor<Uint8Array> {
@@ -60,7 +74,7 @@ export const sparsePatterns = {
    * and every block a multiple of `stride` back. `causal` (default true) drops future blocks.
    */
   strided(numBlocks: number, options: { stride: number; causal?: boolean }): Tensor<Uint8Array> {
-    count("strided", "numBlocks", numBlocks, 1);
+    blocks("strided", numBlocks);
     const stride = count("strided", "stride", options?.stride, 1);
     const causal = options.causal ?? true;
     return build(numBlocks, (r, c) => {
@@ -78,9 +92,15 @@ export const sparsePatterns = {
     numBlocks: number,
     options: { stride: number; summary?: number; causal?: boolean },
   ): Tensor<Uint8Array> {
-    count("fixed", "numBlocks", numBlocks, 1);
+    blocks("fixed", numBlocks);
     const stride = count("fixed", "stride", options?.stride, 1);
     const summary = count("fixed", "summary", options.summary ?? 1, 1);
+    if (summary > stride) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `sparsePatterns.fixed: summary ${summary} is above stride ${stride}`,
+      );
+    }
     const causal = options.causal ?? true;
     return build(numBlocks, (r, c) => {
       if (causal && c > r) return false;
@@ -93,7 +113,7 @@ export const sparsePatterns = {
     numBlocks: number,
     options: { window: number; globalBlocks?: readonly number[] },
   ): Tensor<Uint8Array> {
-    count("longformer", "numBlocks", numBlocks, 1);
+    blocks("longformer", numBlocks);
     const window = count("longformer", "window", options?.window, 0);
     const globals = globalSet("longformer", options.globalBlocks, numBlocks);
     return build(
@@ -115,11 +135,17 @@ export const sparsePatterns = {
       seed?: number;
     },
   ): Tensor<Uint8Array> {
-    count("bigbird", "numBlocks", numBlocks, 1);
+    blocks("bigbird", numBlocks);
     const window = count("bigbird", "window", options?.window, 0);
     const randomBlocks = count("bigbird", "randomBlocks", options.randomBlocks, 0);
     const globals = globalSet("bigbird", options.globalBlocks, numBlocks);
     const seed = count("bigbird", "seed", options.seed ?? 0, 0);
+    if (seed >= 2 ** 32) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `sparsePatterns.bigbird: seed must be below 2^32, got ${seed}`,
+      );
+    }
     const layout = build(
       numBlocks,
       (r, c) => Math.abs(r - c) <= window || globals.has(r) || globals.has(c),

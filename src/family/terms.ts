@@ -8,13 +8,13 @@
 // (Bahdanau) terms are not; their scores are summed into a [B, Nq, Nk] matrix (assembly/family.ts)
 // that the kernel adds to those dot products, like an additive mask.
 
-import * as P from "../../assembly/shared";
-import { type Call, stagedBytes, withCall } from "../call";
-import { AttentionError } from "../errors";
-import { project, projectionBytes } from "../linear";
-import { broadcastStrides } from "../shapes";
-import { describe, type Tensor } from "../tensor";
-import { Workspace } from "../workspace";
+import * as P from "../../assembly/shared.js";
+import { type Call, stagedBytes, withCall } from "../call.js";
+import { AttentionError } from "../errors.js";
+import { project, projectionBytes } from "../linear.js";
+import { broadcastStrides } from "../shapes.js";
+import { describe, type Tensor } from "../tensor.js";
+import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
   familyAttend,
@@ -29,7 +29,7 @@ import {
   type FamilyResult,
   type Matrix,
   type Vector,
-} from "./common";
+} from "./common.js";
 
 /** One score term of hybridAttention. */
 export type ScoreTerm =

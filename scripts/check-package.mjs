@@ -1,0 +1,67 @@
+// Checks the package as it will be published: packs it once (without re-running the build), then
+// publint and @arethetypeswrong/cli (ESM only) on the tarball, and a size budget: each .wasm at most
+// 64 KiB, the JavaScript (the workerd entry and its shared chunk, i.e. everything but the inlined
+// wasm) at most 48 KiB minified. Run after `npm run build`; part of `npm test`.
+// The JavaScript budget was 30 KiB before multi-head attention and the attention family; they
+// brought it to 43 KiB, most of it argument validation with messages that name shapes.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
+const KiB = 1024;
+const WASM_BUDGET = 64 * KiB;
+const JS_BUDGET = 48 * KiB;
+
+const dir = mkdtempSync(join(tmpdir(), "wasm-attention-pack-"));
+try {
+  const packed = JSON.parse(
+    execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }),
+  );
+  const tarball = join(dir, packed[0].filename);
+  run(bin("publint"), ["run", tarball, "--strict"]);
+  run(bin("attw"), [tarball, "--profile", "esm-only"]);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const problems = [];
+for (const file of readdirSync(join(root, "dist")).filter((f) => f.endsWith(".wasm"))) {
+  const size = statSync(join(root, "dist", file)).size;
+  console.log(
+    `size: dist/${file} ${(size / KiB).toFixed(1)} KiB (budget ${WASM_BUDGET / KiB} KiB)`,
+  );
+  if (size > WASM_BUDGET) problems.push(`dist/${file} is ${size} bytes, over ${WASM_BUDGET}`);
+}
+const minified = await esbuild.build({
+  stdin: {
+    contents: readFileSync(join(root, "dist", "workerd.js"), "utf8"),
+    resolveDir: join(root, "dist"),
+    loader: "js",
+  },
+  bundle: true,
+  minify: true,
+  format: "esm",
+  write: false,
+  external: ["*.wasm"],
+  logLevel: "silent",
+});
+const jsSize = minified.outputFiles[0].contents.length;
+console.log(
+  `size: JavaScript, minified ${(jsSize / KiB).toFixed(1)} KiB (budget ${JS_BUDGET / KiB} KiB)`,
+);
+if (jsSize > JS_BUDGET)
+  problems.push(`the minified JavaScript is ${jsSize} bytes, over ${JS_BUDGET}`);
+if (problems.length) {
+  console.error(`size budget exceeded:\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
