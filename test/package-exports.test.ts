@@ -29,6 +29,50 @@ afterAll(() => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
+describe("the packed package", () => {
+  it("installs from its tarball into a fresh project and works with no build tools", () => {
+    const project = mkdtempSync(join(tmpdir(), "wasm-attention-install-"));
+    try {
+      const packed = JSON.parse(
+        execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", project], {
+          cwd: root,
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "ignore"],
+        }),
+      ) as { filename: string; files: { path: string }[] }[];
+      // Only what users need is published.
+      const files = packed[0].files.map((f) => f.path);
+      expect(
+        files.every((f) => f.startsWith("dist/") || ["package.json", "README.md"].includes(f)),
+      ).toBe(true);
+      writeFileSync(
+        join(project, "package.json"),
+        JSON.stringify({ name: "fresh", type: "module" }),
+      );
+      execFileSync(
+        "npm",
+        ["install", "--offline", "--no-audit", "--no-fund", `./${packed[0].filename}`],
+        {
+          cwd: project,
+          stdio: "ignore",
+        },
+      );
+      writeFileSync(
+        join(project, "main.mjs"),
+        `import { init, softmax } from "wasm-attention";
+         await init();
+         console.log(Array.from(softmax({ data: new Float32Array([0, Math.log(3)]), shape: [2] }).data).join(","));`,
+      );
+      const out = execFileSync(process.execPath, ["main.mjs"], { cwd: project, encoding: "utf8" });
+      const [a, b] = out.trim().split(",").map(Number);
+      expect(a).toBeCloseTo(0.25, 6);
+      expect(b).toBeCloseTo(0.75, 6);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describe("the package imported by name", () => {
   it("runs scaledDotProductAttention after init()", () => {
     const out = runScript(`
