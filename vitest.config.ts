@@ -1,12 +1,73 @@
+import { existsSync } from "node:fs";
+import { playwright } from "@vitest/browser-playwright";
 import { defineConfig } from "vitest/config";
 // @ts-expect-error: plain JavaScript build helper without type declarations
 import { inlineWasmVitePlugin } from "./scripts/inline-wasm.mjs";
 
+// The suites that need no Node API run in Node and in a real headless Chromium (Debian's
+// `chromium`; .ci/run installs it). Without /usr/bin/chromium only the Node project runs.
+const BROWSER_SUITES = [
+  "test/conformance.test.ts",
+  "test/sdpa.property.test.ts",
+  "test/sdpa.behaviour.test.ts",
+  "test/decode.test.ts",
+  "test/linear.test.ts",
+  "test/mha.test.ts",
+  "test/family.test.ts",
+  "test/sparse.test.ts",
+  "test/hard.test.ts",
+  "test/pooling.test.ts",
+  "test/reliability.test.ts",
+];
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const chromium = existsSync(CHROMIUM);
+if (!chromium) console.warn(`vitest: ${CHROMIUM} not found, running the Node project only`);
+
 export default defineConfig({
   plugins: [inlineWasmVitePlugin(import.meta.dirname)],
+  // Cross-origin isolation (SharedArrayBuffer), as a threaded page would need.
+  server: {
+    headers: {
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+    },
+  },
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    projects: [
+      { extends: true as const, test: { name: "node", include: ["test/**/*.test.ts"] } },
+      ...(chromium
+        ? [
+            {
+              extends: true as const,
+              test: {
+                name: "chromium",
+                include: BROWSER_SUITES,
+                browser: {
+                  enabled: true,
+                  headless: true,
+                  screenshotFailures: false,
+                  provider: playwright({
+                    launchOptions: {
+                      executablePath: CHROMIUM,
+                      args: [
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                      ],
+                    },
+                  }),
+                  instances: [{ browser: "chromium" as const }],
+                },
+              },
+            },
+          ]
+        : []),
+    ],
   },
 });

@@ -413,11 +413,17 @@ function checkCase(c: FamilyCase): void {
   else if (got.weights !== undefined) problems.push("weights returned without returnWeights");
   if (bytesInUse() !== before) problems.push(`${bytesInUse() - before} bytes left in use`);
   snapshotInputs(b).forEach((now, i) => {
-    if (!Buffer.from(now.buffer).equals(Buffer.from(inputs[i].buffer))) {
+    if (!sameBytes(now, inputs[i])) {
       problems.push(`input ${i} was modified`);
     }
   });
   if (problems.length > 0) throw new Error(`${problems.join("\n")}\ncase: ${JSON.stringify(c)}`);
+}
+
+function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
 describe("the family matches the float64 reference", () => {

@@ -1,9 +1,10 @@
 // Golden cases (test/fixtures/cases.json, a verbatim copy of shared/conformance/cases.json) and the
 // comparison used by every numeric test: |actual − expected| <= atol + rtol·|expected| elementwise.
 
-import { readFileSync } from "node:fs";
 import { expect } from "vitest";
 import type { Tensor } from "../../src/index";
+// Imported, not read from disk, so that the same suites run in Node and in the browser.
+import casesJson from "../fixtures/cases.json";
 
 /** A tensor as stored in cases.json: little-endian row-major bytes, base64. */
 export interface EncodedTensor {
@@ -33,14 +34,12 @@ export interface TensorLike {
   shape: readonly number[];
 }
 
-const CASES_URL = new URL("../fixtures/cases.json", import.meta.url);
-
 let cached: GoldenCase[] | undefined;
 
 /** Every golden case, in file order. */
 export function loadCases(): GoldenCase[] {
   if (!cached) {
-    const parsed: unknown = JSON.parse(readFileSync(CASES_URL, "utf8"));
+    const parsed: unknown = casesJson;
     if (!Array.isArray(parsed)) throw new Error("cases.json: not a JSON array");
     cached = parsed as GoldenCase[];
   }
@@ -49,7 +48,9 @@ export function loadCases(): GoldenCase[] {
 
 /** Decodes a stored tensor into a fresh, aligned Float32Array (float32) or Uint8Array (uint8). */
 export function decodeTensor(t: EncodedTensor): Tensor<Float32Array> | Tensor<Uint8Array> {
-  const bytes = Buffer.from(t.data_b64, "base64");
+  const binary = atob(t.data_b64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   const itemSize = t.dtype === "uint8" ? 1 : 4;
   const length = t.shape.reduce((a, b) => a * b, 1);
   if (bytes.length !== length * itemSize) {
@@ -57,9 +58,7 @@ export function decodeTensor(t: EncodedTensor): Tensor<Float32Array> | Tensor<Ui
       `cases.json: tensor of shape [${t.shape.join(",")}] (${t.dtype}) has ${bytes.length} bytes, expected ${length * itemSize}`,
     );
   }
-  // Copy into a buffer of our own: Buffer.from may share a pool and start at an odd offset.
-  const buffer = new ArrayBuffer(bytes.length);
-  new Uint8Array(buffer).set(bytes);
+  const buffer = bytes.buffer;
   if (t.dtype === "uint8") return { data: new Uint8Array(buffer), shape: t.shape };
   const view = new DataView(buffer);
   const data = new Float32Array(length);
