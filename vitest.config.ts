@@ -4,9 +4,12 @@ import { defineConfig } from "vitest/config";
 // @ts-expect-error: plain JavaScript build helper without type declarations
 import { inlineWasmVitePlugin } from "./scripts/inline-wasm.mjs";
 
-// The suites that need no Node API run in Node and in a real headless Chromium (Debian's
-// `chromium`; .ci/run installs it). Without /usr/bin/chromium only the Node project runs.
-const BROWSER_SUITES = [
+// The numeric suites need no Node API: they run in Node against the SIMD128 build (project "node"),
+// in Node against the relaxed-SIMD build ("node-relaxed", V8's flag), and in a real headless
+// Chromium, which picks the relaxed build ("chromium"; Debian's `chromium`, installed by .ci/run;
+// without /usr/bin/chromium that project is left out).
+const NUMERIC_SUITES = [
+  "test/builds.test.ts",
   "test/conformance.test.ts",
   "test/sdpa.property.test.ts",
   "test/sdpa.behaviour.test.ts",
@@ -45,13 +48,21 @@ export default defineConfig({
           exclude: chromium ? [] : ["test/bundlers.test.ts"],
         },
       },
+      {
+        extends: true as const,
+        test: {
+          name: "node-relaxed",
+          include: NUMERIC_SUITES,
+          execArgv: ["--experimental-wasm-relaxed-simd"],
+        },
+      },
       ...(chromium
         ? [
             {
               extends: true as const,
               test: {
                 name: "chromium",
-                include: BROWSER_SUITES,
+                include: NUMERIC_SUITES,
                 browser: {
                   enabled: true,
                   headless: true,

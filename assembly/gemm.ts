@@ -9,6 +9,7 @@
 // load per row per step. The first depth block starts from the bias (or zero), later ones add to y.
 
 import { GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC } from "./shared";
+import { madd } from "./madd";
 import { packPanels } from "./pack";
 
 // A tile of y that reaches past M or N is computed here and copied out partially.
@@ -154,17 +155,17 @@ function microKernel(
     const wlo = v128.load(wp);
     const whi = v128.load(wp, 16);
     let a = v128.load32_splat(xp);
-    a0lo = f32x4.add(a0lo, f32x4.mul(a, wlo));
-    a0hi = f32x4.add(a0hi, f32x4.mul(a, whi));
+    a0lo = madd(a, wlo, a0lo);
+    a0hi = madd(a, whi, a0hi);
     a = v128.load32_splat(xp, 4);
-    a1lo = f32x4.add(a1lo, f32x4.mul(a, wlo));
-    a1hi = f32x4.add(a1hi, f32x4.mul(a, whi));
+    a1lo = madd(a, wlo, a1lo);
+    a1hi = madd(a, whi, a1hi);
     a = v128.load32_splat(xp, 8);
-    a2lo = f32x4.add(a2lo, f32x4.mul(a, wlo));
-    a2hi = f32x4.add(a2hi, f32x4.mul(a, whi));
+    a2lo = madd(a, wlo, a2lo);
+    a2hi = madd(a, whi, a2hi);
     a = v128.load32_splat(xp, 12);
-    a3lo = f32x4.add(a3lo, f32x4.mul(a, wlo));
-    a3hi = f32x4.add(a3hi, f32x4.mul(a, whi));
+    a3lo = madd(a, wlo, a3lo);
+    a3hi = madd(a, whi, a3hi);
     xp += GEMM_MR * 4;
     wp += GEMM_NR * 4;
   }

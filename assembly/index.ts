@@ -12,3 +12,8 @@ export { gemm, gemmScratchBytes, packWeights, packedWeightsBytes } from "./gemm"
 export { ropeApply } from "./rope";
 export { normalizeRows, additiveScores, tanhInPlace } from "./family";
 export { hardAttention, hardAttentionScratchBytes } from "./hard";
+
+/** 1 in the relaxed-SIMD build (fused multiply-add in the micro-kernels), 0 in the SIMD128 build. */
+export function relaxedSimd(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+}

@@ -83,6 +83,7 @@ import {
   SDPA_OUT_STRIDE_ROW,
 } from "./shared";
 import { exp2x4, tanhx4, LOG2E, LN2 } from "./exp";
+import { madd } from "./madd";
 import { packPanels } from "./pack";
 
 const NEG_INF: f32 = -Infinity;
@@ -514,17 +515,17 @@ function computeScores(
       const klo = v128.load(kp);
       const khi = v128.load(kp, 16);
       let qr = v128.load32_splat(qp);
-      r0lo = f32x4.add(r0lo, f32x4.mul(qr, klo));
-      r0hi = f32x4.add(r0hi, f32x4.mul(qr, khi));
+      r0lo = madd(qr, klo, r0lo);
+      r0hi = madd(qr, khi, r0hi);
       qr = v128.load32_splat(qp, 4);
-      r1lo = f32x4.add(r1lo, f32x4.mul(qr, klo));
-      r1hi = f32x4.add(r1hi, f32x4.mul(qr, khi));
+      r1lo = madd(qr, klo, r1lo);
+      r1hi = madd(qr, khi, r1hi);
       qr = v128.load32_splat(qp, 8);
-      r2lo = f32x4.add(r2lo, f32x4.mul(qr, klo));
-      r2hi = f32x4.add(r2hi, f32x4.mul(qr, khi));
+      r2lo = madd(qr, klo, r2lo);
+      r2hi = madd(qr, khi, r2hi);
       qr = v128.load32_splat(qp, 12);
-      r3lo = f32x4.add(r3lo, f32x4.mul(qr, klo));
-      r3hi = f32x4.add(r3hi, f32x4.mul(qr, khi));
+      r3lo = madd(qr, klo, r3lo);
+      r3hi = madd(qr, khi, r3hi);
       qp += 16;
       kp += 32;
     }
@@ -605,10 +606,10 @@ function computeRowScores(
     for (let i = 0; i < d4; i += 4) {
       const at = <usize>i * 4;
       const q = v128.load(query + at);
-      a0 = f32x4.add(a0, f32x4.mul(q, v128.load(k0 + at)));
-      a1 = f32x4.add(a1, f32x4.mul(q, v128.load(k1 + at)));
-      a2 = f32x4.add(a2, f32x4.mul(q, v128.load(k2 + at)));
-      a3 = f32x4.add(a3, f32x4.mul(q, v128.load(k3 + at)));
+      a0 = madd(q, v128.load(k0 + at), a0);
+      a1 = madd(q, v128.load(k1 + at), a1);
+      a2 = madd(q, v128.load(k2 + at), a2);
+      a3 = madd(q, v128.load(k3 + at), a3);
     }
     // Horizontal sums of a0..a3 into the lanes of one vector.
     const t0 = f32x4.add(f32x4.shuffle(a0, a1, 0, 4, 1, 5), f32x4.shuffle(a0, a1, 2, 6, 3, 7));
@@ -699,14 +700,14 @@ function accumulateRowValues(
     for (let j = 0; j < count; j++) {
       const p = v128.load32_splat(pp);
       if (!masked || f32x4.extract_lane(p, 0) != 0) {
-        a0 = f32x4.add(a0, f32x4.mul(p, v128.load(vp)));
-        a1 = f32x4.add(a1, f32x4.mul(p, v128.load(vp, 16)));
-        a2 = f32x4.add(a2, f32x4.mul(p, v128.load(vp, 32)));
-        a3 = f32x4.add(a3, f32x4.mul(p, v128.load(vp, 48)));
-        a4 = f32x4.add(a4, f32x4.mul(p, v128.load(vp, 64)));
-        a5 = f32x4.add(a5, f32x4.mul(p, v128.load(vp, 80)));
-        a6 = f32x4.add(a6, f32x4.mul(p, v128.load(vp, 96)));
-        a7 = f32x4.add(a7, f32x4.mul(p, v128.load(vp, 112)));
+        a0 = madd(p, v128.load(vp), a0);
+        a1 = madd(p, v128.load(vp, 16), a1);
+        a2 = madd(p, v128.load(vp, 32), a2);
+        a3 = madd(p, v128.load(vp, 48), a3);
+        a4 = madd(p, v128.load(vp, 64), a4);
+        a5 = madd(p, v128.load(vp, 80), a5);
+        a6 = madd(p, v128.load(vp, 96), a6);
+        a7 = madd(p, v128.load(vp, 112), a7);
       }
       pp += 16;
       vp += step;
@@ -887,17 +888,17 @@ function accumulateValues(
         const vlo = v128.load(vp);
         const vhi = v128.load(vp, 16);
         let pr = v128.load32_splat(pp);
-        a0lo = f32x4.add(a0lo, f32x4.mul(pr, vlo));
-        a0hi = f32x4.add(a0hi, f32x4.mul(pr, vhi));
+        a0lo = madd(pr, vlo, a0lo);
+        a0hi = madd(pr, vhi, a0hi);
         pr = v128.load32_splat(pp, 4);
-        a1lo = f32x4.add(a1lo, f32x4.mul(pr, vlo));
-        a1hi = f32x4.add(a1hi, f32x4.mul(pr, vhi));
+        a1lo = madd(pr, vlo, a1lo);
+        a1hi = madd(pr, vhi, a1hi);
         pr = v128.load32_splat(pp, 8);
-        a2lo = f32x4.add(a2lo, f32x4.mul(pr, vlo));
-        a2hi = f32x4.add(a2hi, f32x4.mul(pr, vhi));
+        a2lo = madd(pr, vlo, a2lo);
+        a2hi = madd(pr, vhi, a2hi);
         pr = v128.load32_splat(pp, 12);
-        a3lo = f32x4.add(a3lo, f32x4.mul(pr, vlo));
-        a3hi = f32x4.add(a3hi, f32x4.mul(pr, vhi));
+        a3lo = madd(pr, vlo, a3lo);
+        a3hi = madd(pr, vhi, a3hi);
         pp += 16;
         vp += valueStep;
       }
@@ -911,17 +912,17 @@ function accumulateValues(
           let vhi = v128.load(vp, 16);
           if (liveBits == 15) {
             let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
-            a0lo = f32x4.add(a0lo, f32x4.mul(pr, vlo));
-            a0hi = f32x4.add(a0hi, f32x4.mul(pr, vhi));
+            a0lo = madd(pr, vlo, a0lo);
+            a0hi = madd(pr, vhi, a0hi);
             pr = f32x4.shuffle(p, p, 1, 1, 1, 1);
-            a1lo = f32x4.add(a1lo, f32x4.mul(pr, vlo));
-            a1hi = f32x4.add(a1hi, f32x4.mul(pr, vhi));
+            a1lo = madd(pr, vlo, a1lo);
+            a1hi = madd(pr, vhi, a1hi);
             pr = f32x4.shuffle(p, p, 2, 2, 2, 2);
-            a2lo = f32x4.add(a2lo, f32x4.mul(pr, vlo));
-            a2hi = f32x4.add(a2hi, f32x4.mul(pr, vhi));
+            a2lo = madd(pr, vlo, a2lo);
+            a2hi = madd(pr, vhi, a2hi);
             pr = f32x4.shuffle(p, p, 3, 3, 3, 3);
-            a3lo = f32x4.add(a3lo, f32x4.mul(pr, vlo));
-            a3hi = f32x4.add(a3hi, f32x4.mul(pr, vhi));
+            a3lo = madd(pr, vlo, a3lo);
+            a3hi = madd(pr, vhi, a3hi);
           } else {
             let pr = f32x4.shuffle(p, p, 0, 0, 0, 0);
             let keep = i32x4.shuffle(live, live, 0, 0, 0, 0);

@@ -23,7 +23,9 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 
 mkdirSync(join(root, "build"), { recursive: true });
-run(bin("asc"), ["assembly/index.ts", "--config", "asconfig.json", "--target", "simd"]);
+for (const target of ["simd", "relaxed"]) {
+  run(bin("asc"), ["assembly/index.ts", "--config", "asconfig.json", "--target", target]);
+}
 
 rmSync(join(root, "dist"), { recursive: true, force: true });
 // Three entries sharing one chunk: index.js (wasm inlined), workerd.js and edge-light.js (which
@@ -42,5 +44,7 @@ await esbuild.build({
   plugins: [inlineWasmPlugin(root), externalWasmModules],
   logLevel: "warning",
 });
-copyFileSync(join(root, "build", "attention.wasm"), join(root, "dist", "attention.wasm"));
+for (const file of ["attention.wasm", "attention-relaxed.wasm"]) {
+  copyFileSync(join(root, "build", file), join(root, "dist", file));
+}
 run(bin("tsc"), ["-p", "tsconfig.build.json"]);

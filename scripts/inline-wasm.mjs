@@ -1,9 +1,9 @@
-// Resolves `import base64 from "inline-wasm:<target>"` to the base64 text of build/attention.wasm
-// (target "simd"). Used by the esbuild build and by vitest, so tests run the same bytes users get.
+// Resolves `import base64 from "inline-wasm:<target>"` to the base64 text of a wasm build: "simd"
+// (build/attention.wasm) or "relaxed" (build/attention-relaxed.wasm). Used by the esbuild build and by vitest, so tests run the same bytes users get.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const FILES = { simd: "build/attention.wasm" };
+const FILES = { simd: "build/attention.wasm", relaxed: "build/attention-relaxed.wasm" };
 
 export function wasmBase64(root, target) {
   const file = FILES[target];

@@ -1,7 +1,13 @@
 // The public API shared by every entry (index.ts, workerd.ts, edge-light.ts): everything but init.
 // It is documented in README.md; every export here is part of it.
 
-export { memoryStats, type InitOptions, type WasmSource } from "./runtime.js";
+export {
+  memoryStats,
+  runtimeInfo,
+  type Build,
+  type InitOptions,
+  type WasmSource,
+} from "./runtime.js";
 export { AttentionError, type AttentionErrorCode } from "./errors.js";
 export { allocTensor, type Tensor, type WasmTensor } from "./tensor.js";
 export {

@@ -7,4 +7,9 @@ import { createInit } from "./init.js";
 export * from "./api.js";
 
 /** Instantiates the packaged module; a `WebAssembly.Module` or bytes may be passed instead. */
-export const { init, initSync } = createInit(() => wasmModule);
+export const { init, initSync } = createInit({
+  // Only the SIMD128 module is imported: a module the runtime could not compile would stop the
+  // whole Worker at startup. Pass the relaxed build's module to init() to use it.
+  load: async () => wasmModule,
+  loadSync: () => wasmModule,
+});

@@ -1,13 +1,14 @@
 // wasm-attention, default entry: the wasm is inlined as base64 and compiled by init(), so the package
 // needs no file access, fetch or bundler configuration. No work at import time, no top-level await.
+// The SIMD128 build is in this module; the relaxed-SIMD build in a chunk imported on demand.
 
 import simdWasmBase64 from "inline-wasm:simd";
 import { createInit } from "./init.js";
 
 export * from "./api.js";
 
-function inlineBytes(): Uint8Array<ArrayBuffer> {
-  const text = atob(simdWasmBase64);
+function decode(base64: string): Uint8Array<ArrayBuffer> {
+  const text = atob(base64);
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return bytes;
@@ -19,4 +20,9 @@ function inlineBytes(): Uint8Array<ArrayBuffer> {
  * fetch, or a (promised) `Response` may be given instead. Calling it again returns the first call's
  * promise: the instance, and every WasmTensor in it, stays.
  */
-export const { init, initSync } = createInit(inlineBytes);
+export const { init, initSync } = createInit({
+  // The relaxed-SIMD build is a separate chunk, fetched only where the runtime validates it.
+  load: async (build) =>
+    decode(build === "relaxed" ? (await import("inline-wasm:relaxed")).default : simdWasmBase64),
+  loadSync: () => decode(simdWasmBase64),
+});

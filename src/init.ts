@@ -4,19 +4,25 @@
 import { AttentionError } from "./errors.js";
 import {
   activate,
-  checkInitOptions,
+  chooseBuild,
   compileAsync,
   compileSync,
   isInitialized,
+  type Build,
   type InitOptions,
   type WasmSource,
 } from "./runtime.js";
 import { describe } from "./tensor.js";
 
-/** The packaged wasm of an entry: compiled module or bytes, made only when init needs it. */
-export type PackagedWasm = () => WebAssembly.Module | Uint8Array<ArrayBuffer>;
+/** Where an entry's packaged wasm comes from, per build: a compiled module or the bytes. */
+export interface PackagedWasm {
+  /** For init(): may load lazily (the default entry imports the relaxed build on demand). */
+  load(build: Build): Promise<WebAssembly.Module | Uint8Array<ArrayBuffer>>;
+  /** For initSync(): the build available without waiting (SIMD128). */
+  loadSync(): WebAssembly.Module | Uint8Array<ArrayBuffer>;
+}
 
-/** init() and initSync() of one entry, whose default wasm comes from `packaged`. */
+/** init() and initSync() of one entry. */
 export function createInit(packaged: PackagedWasm): {
   init: (source?: WasmSource, options?: InitOptions) => Promise<void>;
   initSync: (source?: WebAssembly.Module | BufferSource, options?: InitOptions) => void;
@@ -26,9 +32,13 @@ export function createInit(packaged: PackagedWasm): {
   function init(source?: WasmSource, options?: InitOptions): Promise<void> {
     if (pending) return pending;
     pending = (async () => {
-      checkInitOptions(options);
-      const module = await toModule(source ?? packaged());
-      activate(module);
+      const build = chooseBuild(options);
+      if (source !== undefined) {
+        // The caller's wasm, whichever build it is.
+        activate(await toModule(source));
+        return;
+      }
+      activate(await toModule(await packaged.load(build)));
     })();
     pending.catch(() => {
       pending = undefined;
@@ -37,17 +47,18 @@ export function createInit(packaged: PackagedWasm): {
   }
 
   /**
-   * Synchronous init from a `WebAssembly.Module` or the wasm bytes (the package's `./wasm/*` files).
-   * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init() there.
+   * Synchronous init from a `WebAssembly.Module` or the wasm bytes (the package's `./wasm/*` files);
+   * without them, the build the entry has at hand (SIMD128 in the default entry). Browsers refuse to
+   * compile modules above 4 KiB synchronously on the main thread; use init() there.
    */
   function initSync(source?: WebAssembly.Module | BufferSource, options?: InitOptions): void {
     if (isInitialized()) return;
-    checkInitOptions(options);
-    const wasm: unknown = source ?? packaged();
+    chooseBuild(options);
+    const wasm: unknown = source ?? packaged.loadSync();
     if (wasm instanceof WebAssembly.Module) activate(wasm);
-    else if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm))
+    else if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) {
       activate(compileSync(wasm as BufferSource));
-    else throw badSource(wasm);
+    } else throw badSource(wasm);
     pending = Promise.resolve();
   }
 

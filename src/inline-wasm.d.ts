@@ -3,3 +3,7 @@ declare module "inline-wasm:simd" {
   const base64: string;
   export default base64;
 }
+declare module "inline-wasm:relaxed" {
+  const base64: string;
+  export default base64;
+}

@@ -9,6 +9,7 @@ import { Workspace } from "./workspace.js";
 export interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
+  relaxedSimd(): number;
   sdpaScratchBytes(d: number, dv: number, keys: number): number;
   sdpaForward(params: number, scratch: number, headBegin: number, headEnd: number): void;
   softmaxForward(src: number, dst: number, outer: number, len: number, inner: number): void;
@@ -94,14 +95,17 @@ export interface InitOptions {
    */
   threads?: number | "auto";
   /**
-   * Which build to run. This release ships the SIMD128 build; "auto" and "simd128" select it,
-   * "relaxed" falls back to it with a warning, "scalar" is refused (no scalar build yet).
+   * Which build to run: "auto" (default) picks relaxed SIMD (fused multiply-add) where the runtime
+   * validates it, else SIMD128; "relaxed" asks for it (falling back to SIMD128 with a warning);
+   * "simd128" forces SIMD128; "scalar" is refused (no scalar build yet).
    */
   simd?: "auto" | "relaxed" | "simd128" | "scalar";
 }
 
 export interface Kernels {
   exports: KernelExports;
+  /** Which build is running (read from the module itself). */
+  build: Build;
   workspace: Workspace;
   /** Address of the persistent parameter block shared by the ops (single-threaded). */
   params: number;
@@ -125,15 +129,18 @@ export function isInitialized(): boolean {
   return loaded !== undefined;
 }
 
-export function checkInitOptions(options: InitOptions | undefined): void {
-  if (options === undefined) return;
-  if (typeof options !== "object" || options === null) {
+/** The wasm builds: SIMD128 everywhere, relaxed SIMD (fused multiply-add) where validated. */
+export type Build = "simd128" | "relaxed";
+
+/** Validates init options and picks the build to load (ignored when the caller brings the wasm). */
+export function chooseBuild(options: InitOptions | undefined): Build {
+  if (options !== undefined && (typeof options !== "object" || options === null)) {
     throw new AttentionError(
       "BAD_OPTION",
       `init: options must be an object, got ${typeof options}`,
     );
   }
-  const { threads, simd } = options;
+  const { threads, simd = "auto" } = options ?? {};
   if (
     threads !== undefined &&
     threads !== "auto" &&
@@ -144,7 +151,7 @@ export function checkInitOptions(options: InitOptions | undefined): void {
       `init: options.threads must be a non-negative integer or "auto", got ${String(threads)}`,
     );
   }
-  if (simd !== undefined && !["auto", "relaxed", "simd128", "scalar"].includes(simd)) {
+  if (!["auto", "relaxed", "simd128", "scalar"].includes(simd)) {
     throw new AttentionError(
       "BAD_OPTION",
       `init: options.simd must be "auto", "relaxed", "simd128" or "scalar", got ${String(simd)}`,
@@ -153,17 +160,21 @@ export function checkInitOptions(options: InitOptions | undefined): void {
   if (simd === "scalar") {
     throw new AttentionError(
       "BAD_OPTION",
-      'init: options.simd "scalar" is not available in this release; only the SIMD128 build is shipped',
+      'init: options.simd "scalar" is not available in this release; the SIMD128 and relaxed-SIMD builds are shipped',
     );
-  }
-  if (simd === "relaxed") {
-    console.warn('wasm-attention: simd "relaxed" is not shipped yet; using the SIMD128 build');
   }
   if (typeof threads === "number" && threads > 1) {
     console.warn(
       `wasm-attention: threads = ${threads} is not supported yet; computing on 1 thread`,
     );
   }
+  const relaxed = relaxedSimdSupported();
+  if (simd === "relaxed" && !relaxed) {
+    console.warn(
+      "wasm-attention: this runtime does not validate relaxed SIMD; using the SIMD128 build",
+    );
+  }
+  return (simd === "auto" || simd === "relaxed") && relaxed ? "relaxed" : "simd128";
 }
 
 /** Instantiates a compiled module and makes it the active instance. */
@@ -181,6 +192,7 @@ export function activate(module: WebAssembly.Module): void {
   for (const name of [
     "memory",
     "heapBase",
+    "relaxedSimd",
     "sdpaForward",
     "sdpaScratchBytes",
     "softmaxForward",
@@ -195,7 +207,8 @@ export function activate(module: WebAssembly.Module): void {
   }
   const workspace = new Workspace(exports.memory, exports.heapBase());
   const params = workspace.alloc(SDPA_PARAMS_BYTES, "init");
-  loaded = { exports, workspace, params };
+  const build: Build = exports.relaxedSimd() === 1 ? "relaxed" : "simd128";
+  loaded = { exports, workspace, params, build };
 }
 
 /** Compiles bytes synchronously, with a clear error when the runtime lacks SIMD. */
@@ -227,14 +240,28 @@ function compileError(err: unknown): AttentionError {
   );
 }
 
-// The smallest module using a v128 instruction: validate() tells whether SIMD128 is supported.
+// The smallest modules using a v128 instruction (i8x16.splat) and a relaxed-SIMD one
+// (f32x4.relaxed_madd): WebAssembly.validate tells what the runtime supports.
 const SIMD_PROBE = new Uint8Array([
   0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 8, 1, 6, 0, 65, 0, 253, 15,
   11,
 ]);
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15,
+  65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11,
+]);
 
 export function simdSupported(): boolean {
   return WebAssembly.validate(SIMD_PROBE);
+}
+
+export function relaxedSimdSupported(): boolean {
+  return WebAssembly.validate(RELAXED_PROBE);
+}
+
+/** What is running: the build and the number of threads. */
+export function runtimeInfo(): { build: Build; threads: number } {
+  return { build: kernels("runtimeInfo").build, threads: 1 };
 }
 
 /** WASM memory of the instance: its size (grow-only, so also the peak) and the bytes held by live
