@@ -21,6 +21,7 @@ const NUMERIC_SUITES = [
   "test/hard.test.ts",
   "test/pooling.test.ts",
   "test/reliability.test.ts",
+  "test/analysis.test.ts",
 ];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const chromium = existsSync(CHROMIUM);

@@ -41,3 +41,5 @@ export { sparsePatterns } from "./family/sparse-patterns.js";
 export { hardAttention, type HardAttentionOptions } from "./family/hard.js";
 export { attentionPooling } from "./family/pooling.js";
 export { alibiSlopes } from "./alibi.js";
+export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";
+export { renderHeatmapSvg, type HeatmapOptions } from "./heatmap.js";
