@@ -5,9 +5,9 @@ import { defineConfig } from "vitest/config";
 import { inlineWasmVitePlugin } from "./scripts/inline-wasm.mjs";
 
 // The numeric suites need no Node API: they run in Node against the SIMD128 build (project "node"),
-// in Node against the relaxed-SIMD build ("node-relaxed", V8's flag), and in a real headless
-// Chromium, which picks the relaxed build ("chromium"; Debian's `chromium`, installed by .ci/run;
-// without /usr/bin/chromium that project is left out).
+// the scalar build ("node-scalar"), the relaxed-SIMD build ("node-relaxed", V8's flag), and in a
+// real headless Chromium, which picks the relaxed build ("chromium"; Debian's `chromium`, installed
+// by .ci/run; without /usr/bin/chromium that project is left out).
 const NUMERIC_SUITES = [
   "test/builds.test.ts",
   "test/conformance.test.ts",
@@ -47,6 +47,15 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           // Bundled apps are checked in Chromium, so only where it is installed.
           exclude: chromium ? [] : ["test/bundlers.test.ts"],
+        },
+      },
+      {
+        extends: true as const,
+        test: {
+          name: "node-scalar",
+          include: NUMERIC_SUITES,
+          env: { WASM_ATTENTION_BUILD: "scalar" },
+          setupFiles: ["test/setup/force-build.ts"],
         },
       },
       {

@@ -43,3 +43,9 @@ export function tanhx4(x: v128): v128 {
   );
   return v128.or(t, signBit);
 }
+
+/** tanh of one float: the vector tanh's lane 0, or Mathf.tanh in the scalar build. */
+export function tanhf(x: f32): f32 {
+  if (!ASC_FEATURE_SIMD) return Mathf.tanh(x);
+  return f32x4.extract_lane(tanhx4(f32x4.splat(x)), 0);
+}

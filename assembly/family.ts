@@ -10,7 +10,7 @@
 // [B,Nq,Nk]) is applied last: boolean 0 → -Infinity, additive → added.
 
 import { MASK_BOOL, MASK_ADDITIVE } from "./shared";
-import { tanhx4 } from "./exp";
+import { tanhf, tanhx4 } from "./exp";
 
 const NEG_INF: f32 = -Infinity;
 
@@ -19,25 +19,30 @@ export function normalizeRows(src: usize, dst: usize, rows: i32, d: i32, minNorm
   for (let r = 0; r < rows; r++) {
     const from = src + <usize>r * d * 4;
     const to = dst + <usize>r * d * 4;
-    let sum4 = f32x4.splat(0);
+    let sum: f32 = 0;
     let i = 0;
-    for (; i < d4; i += 4) {
-      const x = v128.load(from + <usize>i * 4);
-      sum4 = f32x4.add(sum4, f32x4.mul(x, x));
+    if (ASC_FEATURE_SIMD) {
+      let sum4 = f32x4.splat(0);
+      for (; i < d4; i += 4) {
+        const x = v128.load(from + <usize>i * 4);
+        sum4 = f32x4.add(sum4, f32x4.mul(x, x));
+      }
+      sum =
+        f32x4.extract_lane(sum4, 0) +
+        f32x4.extract_lane(sum4, 1) +
+        (f32x4.extract_lane(sum4, 2) + f32x4.extract_lane(sum4, 3));
     }
-    let sum: f32 =
-      f32x4.extract_lane(sum4, 0) +
-      f32x4.extract_lane(sum4, 1) +
-      (f32x4.extract_lane(sum4, 2) + f32x4.extract_lane(sum4, 3));
     for (; i < d; i++) {
       const x = load<f32>(from + <usize>i * 4);
       sum += x * x;
     }
     const inv: f32 = 1 / max(<f32>Math.sqrt(sum), minNorm);
-    const inv4 = f32x4.splat(inv);
     i = 0;
-    for (; i < d4; i += 4) {
-      v128.store(to + <usize>i * 4, f32x4.mul(v128.load(from + <usize>i * 4), inv4));
+    if (ASC_FEATURE_SIMD) {
+      const inv4 = f32x4.splat(inv);
+      for (; i < d4; i += 4) {
+        v128.store(to + <usize>i * 4, f32x4.mul(v128.load(from + <usize>i * 4), inv4));
+      }
     }
     for (; i < d; i++) store<f32>(to + <usize>i * 4, load<f32>(from + <usize>i * 4) * inv);
   }
@@ -46,13 +51,15 @@ export function normalizeRows(src: usize, dst: usize, rows: i32, d: i32, minNorm
 /** x = tanh(x) on n floats, in place (attention pooling's hidden layer). */
 export function tanhInPlace(ptr: usize, n: i32): void {
   let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const at = ptr + <usize>i * 4;
-    v128.store(at, tanhx4(v128.load(at)));
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 4 <= n; i += 4) {
+      const at = ptr + <usize>i * 4;
+      v128.store(at, tanhx4(v128.load(at)));
+    }
   }
   for (; i < n; i++) {
     const at = ptr + <usize>i * 4;
-    store<f32>(at, f32x4.extract_lane(tanhx4(f32x4.splat(load<f32>(at))), 0));
+    store<f32>(at, tanhf(load<f32>(at)));
   }
 }
 
@@ -80,24 +87,23 @@ export function additiveScores(
       const outRow = out + (<usize>b * nq + i) * nk * 4;
       for (let j = 0; j < nk; j++) {
         const k = kp + (<usize>b * nk + j) * rowBytes;
-        let sum4 = f32x4.splat(0);
+        let score: f32 = 0;
         let t = 0;
-        for (; t < a4; t += 4) {
-          const at = <usize>t * 4;
-          const h = tanhx4(f32x4.add(v128.load(q + at), v128.load(k + at)));
-          sum4 = f32x4.add(sum4, f32x4.mul(h, v128.load(va + at)));
+        if (ASC_FEATURE_SIMD) {
+          let sum4 = f32x4.splat(0);
+          for (; t < a4; t += 4) {
+            const at = <usize>t * 4;
+            const h = tanhx4(f32x4.add(v128.load(q + at), v128.load(k + at)));
+            sum4 = f32x4.add(sum4, f32x4.mul(h, v128.load(va + at)));
+          }
+          score =
+            f32x4.extract_lane(sum4, 0) +
+            f32x4.extract_lane(sum4, 1) +
+            (f32x4.extract_lane(sum4, 2) + f32x4.extract_lane(sum4, 3));
         }
-        let score: f32 =
-          f32x4.extract_lane(sum4, 0) +
-          f32x4.extract_lane(sum4, 1) +
-          (f32x4.extract_lane(sum4, 2) + f32x4.extract_lane(sum4, 3));
         for (; t < a; t++) {
           const at = <usize>t * 4;
-          const h = f32x4.extract_lane(
-            tanhx4(f32x4.splat(load<f32>(q + at) + load<f32>(k + at))),
-            0,
-          );
-          score += h * load<f32>(va + at);
+          score += tanhf(load<f32>(q + at) + load<f32>(k + at)) * load<f32>(va + at);
         }
         const at = outRow + <usize>j * 4;
         if (accumulate) score += load<f32>(at);

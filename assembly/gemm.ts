@@ -21,6 +21,7 @@ function panelsOf(n: i32): i32 {
 
 /** Bytes of a packed weight matrix [N, K]. */
 export function packedWeightsBytes(n: i32, k: i32): usize {
+  if (!ASC_FEATURE_SIMD) return <usize>n * k * 4; // the scalar build keeps W row-major
   return <usize>panelsOf(n) * GEMM_NR * k * 4;
 }
 
@@ -34,6 +35,11 @@ export function gemmScratchBytes(): usize {
  * starts at dst + kb·GEMM_KC·panels·32 and holds `panels` panels of kc × 8 floats.
  */
 export function packWeights(w: usize, n: i32, k: i32, ldw: i32, dst: usize): void {
+  if (!ASC_FEATURE_SIMD) {
+    for (let r = 0; r < n; r++)
+      memory.copy(dst + <usize>r * k * 4, w + <usize>r * ldw * 4, <usize>k * 4);
+    return;
+  }
   const panels = panelsOf(n);
   for (let k0 = 0; k0 < k; k0 += GEMM_KC) {
     const kc = min(GEMM_KC, k - k0);
@@ -57,6 +63,10 @@ export function gemm(
   ldy: i32,
   scratch: usize,
 ): void {
+  if (!ASC_FEATURE_SIMD) {
+    scalarGemm(x, m, k, ldx, packedW, n, bias, y, ldy);
+    return;
+  }
   const panels = panelsOf(n);
   if (k == 0) {
     fillRows(y, m, n, ldy, bias);
@@ -211,6 +221,30 @@ function edgeKernel(
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       store<f32>(y + (<usize>r * ldy + c) * 4, load<f32>(edgeTile + r * tileRow + c * 4));
+    }
+  }
+}
+
+// The scalar build: y = x·Wᵀ + b with W row-major [N, K], one float at a time.
+function scalarGemm(
+  x: usize,
+  m: i32,
+  k: i32,
+  ldx: i32,
+  w: usize,
+  n: i32,
+  bias: usize,
+  y: usize,
+  ldy: i32,
+): void {
+  for (let r = 0; r < m; r++) {
+    const xr = x + <usize>r * ldx * 4;
+    for (let c = 0; c < n; c++) {
+      const wc = w + <usize>c * k * 4;
+      let sum: f32 = bias ? load<f32>(bias + <usize>c * 4) : 0;
+      for (let i = 0; i < k; i++)
+        sum += load<f32>(xr + <usize>i * 4) * load<f32>(wc + <usize>i * 4);
+      store<f32>(y + (<usize>r * ldy + c) * 4, sum);
     }
   }
 }

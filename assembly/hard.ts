@@ -85,18 +85,21 @@ function rowScores(qRow: usize, kHead: usize, nk: i32, d: i32, scale: f32, score
   const rowBytes = <usize>d * 4;
   for (let j = 0; j < nk; j++) {
     const kRow = kHead + <usize>j * rowBytes;
-    let acc = f32x4.splat(0);
+    let s: f32 = 0;
     let t = 0;
-    for (; t < d4; t += 4) {
-      acc = f32x4.add(
-        acc,
-        f32x4.mul(v128.load(qRow + <usize>t * 4), v128.load(kRow + <usize>t * 4)),
-      );
+    if (ASC_FEATURE_SIMD) {
+      let acc = f32x4.splat(0);
+      for (; t < d4; t += 4) {
+        acc = f32x4.add(
+          acc,
+          f32x4.mul(v128.load(qRow + <usize>t * 4), v128.load(kRow + <usize>t * 4)),
+        );
+      }
+      s =
+        f32x4.extract_lane(acc, 0) +
+        f32x4.extract_lane(acc, 1) +
+        (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
     }
-    let s: f32 =
-      f32x4.extract_lane(acc, 0) +
-      f32x4.extract_lane(acc, 1) +
-      (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
     for (; t < d; t++) s += load<f32>(qRow + <usize>t * 4) * load<f32>(kRow + <usize>t * 4);
     store<f32>(scores + <usize>j * 4, s * scale);
   }
@@ -145,12 +148,13 @@ function selectTop(scores: usize, nk: i32, topK: i32, bestValue: usize, bestInde
 
 // out[0..n) += p · row[0..n)
 function addScaledRow(out: usize, row: usize, n: i32, p: f32): void {
-  const p4 = f32x4.splat(p);
   let c = 0;
-  for (; c + 4 <= n; c += 4) {
-    const at = <usize>c * 4;
-    v128.store(out + at, f32x4.add(v128.load(out + at), f32x4.mul(p4, v128.load(row + at))));
-  }
+  if (ASC_FEATURE_SIMD)
+    for (; c + 4 <= n; c += 4) {
+      const p4 = f32x4.splat(p);
+      const at = <usize>c * 4;
+      v128.store(out + at, f32x4.add(v128.load(out + at), f32x4.mul(p4, v128.load(row + at))));
+    }
   for (; c < n; c++)
     store<f32>(
       out + <usize>c * 4,

@@ -13,7 +13,8 @@ export { ropeApply } from "./rope";
 export { normalizeRows, additiveScores, tanhInPlace } from "./family";
 export { hardAttention, hardAttentionScratchBytes } from "./hard";
 
-/** 1 in the relaxed-SIMD build (fused multiply-add in the micro-kernels), 0 in the SIMD128 build. */
-export function relaxedSimd(): i32 {
-  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+/** Which build this is: 0 scalar (no SIMD), 1 SIMD128, 2 relaxed SIMD (fused multiply-add). */
+export function buildKind(): i32 {
+  if (!ASC_FEATURE_SIMD) return 0;
+  return ASC_FEATURE_RELAXED_SIMD ? 2 : 1;
 }

@@ -38,19 +38,20 @@ export function ropeApply(
 function rotateHalf(v: usize, c: usize, s: usize, half: i32): void {
   const off = <usize>half * 4;
   let i = 0;
-  for (; i + 4 <= half; i += 4) {
-    const at = <usize>i * 4;
-    const x1 = v128.load(v + at);
-    const x2 = v128.load(v + off + at);
-    v128.store(
-      v + at,
-      f32x4.add(f32x4.mul(x1, v128.load(c + at)), f32x4.mul(x2, v128.load(s + at))),
-    );
-    v128.store(
-      v + off + at,
-      f32x4.add(f32x4.mul(x2, v128.load(c + off + at)), f32x4.mul(x1, v128.load(s + off + at))),
-    );
-  }
+  if (ASC_FEATURE_SIMD)
+    for (; i + 4 <= half; i += 4) {
+      const at = <usize>i * 4;
+      const x1 = v128.load(v + at);
+      const x2 = v128.load(v + off + at);
+      v128.store(
+        v + at,
+        f32x4.add(f32x4.mul(x1, v128.load(c + at)), f32x4.mul(x2, v128.load(s + at))),
+      );
+      v128.store(
+        v + off + at,
+        f32x4.add(f32x4.mul(x2, v128.load(c + off + at)), f32x4.mul(x1, v128.load(s + off + at))),
+      );
+    }
   for (; i < half; i++) {
     const at = <usize>i * 4;
     const x1 = load<f32>(v + at);
@@ -62,15 +63,16 @@ function rotateHalf(v: usize, c: usize, s: usize, half: i32): void {
 
 function rotateInterleaved(v: usize, c: usize, s: usize, d: i32): void {
   let i = 0;
-  for (; i + 4 <= d; i += 4) {
-    const at = <usize>i * 4;
-    const x = v128.load(v + at);
-    const swapped = f32x4.shuffle(x, x, 1, 0, 3, 2);
-    v128.store(
-      v + at,
-      f32x4.add(f32x4.mul(x, v128.load(c + at)), f32x4.mul(swapped, v128.load(s + at))),
-    );
-  }
+  if (ASC_FEATURE_SIMD)
+    for (; i + 4 <= d; i += 4) {
+      const at = <usize>i * 4;
+      const x = v128.load(v + at);
+      const swapped = f32x4.shuffle(x, x, 1, 0, 3, 2);
+      v128.store(
+        v + at,
+        f32x4.add(f32x4.mul(x, v128.load(c + at)), f32x4.mul(swapped, v128.load(s + at))),
+      );
+    }
   for (; i < d; i += 2) {
     const at = <usize>i * 4;
     const x0 = load<f32>(v + at);

@@ -84,6 +84,7 @@ import {
 } from "./shared";
 import { exp2x4, tanhx4, LOG2E, LN2 } from "./exp";
 import { madd } from "./madd";
+import { scalarSdpaForward, scalarSdpaScratchBytes } from "./scalar-sdpa";
 import { packPanels } from "./pack";
 
 const NEG_INF: f32 = -Infinity;
@@ -161,6 +162,7 @@ function layoutScratch(scratch: usize, d: i32, dv: i32, keys: i32): usize {
 
 /** Bytes of scratch memory sdpaForward needs for one worker. */
 export function sdpaScratchBytes(d: i32, dv: i32, keys: i32): usize {
+  if (!ASC_FEATURE_SIMD) return scalarSdpaScratchBytes(dv, keys);
   return layoutScratch(0, d, dv, keys);
 }
 
@@ -169,6 +171,10 @@ export function sdpaScratchBytes(d: i32, dv: i32, keys: i32): usize {
  * described by the parameter block at `params`, using `scratch` (sdpaScratchBytes) as working memory.
  */
 export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headEnd: i32): void {
+  if (!ASC_FEATURE_SIMD) {
+    scalarSdpaForward(params, scratch, headBegin, headEnd);
+    return;
+  }
   const numHeads = load<i32>(params + SDPA_H);
   const groupSize = numHeads / load<i32>(params + SDPA_HKV);
   nq = load<i32>(params + SDPA_NQ);

@@ -5,15 +5,27 @@
 // inner == 1 (the last axis): lines are contiguous; max, exp and scale run 4 elements at a time.
 // inner > 1: 4 neighbouring lines (consecutive inner indices) are processed together, one per lane.
 
-import { exp2x4, LOG2E } from "./exp";
+import { exp2x4, LOG2E, LN2 } from "./exp";
 
 const NEG_INF: f32 = -Infinity;
 
 function exp2(x: f32): f32 {
+  if (!ASC_FEATURE_SIMD) return x == -Infinity ? 0 : Mathf.exp(x * LN2);
   return f32x4.extract_lane(exp2x4(f32x4.splat(x)), 0);
 }
 
 export function softmaxForward(src: usize, dst: usize, outer: i32, len: i32, inner: i32): void {
+  if (!ASC_FEATURE_SIMD) {
+    // Scalar build: every line strided, one float at a time.
+    const planeBytes = <usize>len * inner * 4;
+    for (let o = 0; o < outer; o++) {
+      for (let c = 0; c < inner; c++) {
+        const at = <usize>o * planeBytes + <usize>c * 4;
+        softmaxStrided(src + at, dst + at, len, inner);
+      }
+    }
+    return;
+  }
   if (inner == 1) {
     for (let o = 0; o < outer; o++) {
       const at = <usize>o * len * 4;

@@ -3,7 +3,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const FILES = { simd: "build/attention.wasm", relaxed: "build/attention-relaxed.wasm" };
+const FILES = {
+  simd: "build/attention.wasm",
+  relaxed: "build/attention-relaxed.wasm",
+  scalar: "build/attention-scalar.wasm",
+};
 
 export function wasmBase64(root, target) {
   const file = FILES[target];

@@ -1,6 +1,7 @@
 // wasm-attention, default entry: the wasm is inlined as base64 and compiled by init(), so the package
 // needs no file access, fetch or bundler configuration. No work at import time, no top-level await.
-// The SIMD128 build is in this module; the relaxed-SIMD build in a chunk imported on demand.
+// The SIMD128 build is in this module; the relaxed-SIMD and scalar builds are chunks imported on
+// demand.
 
 import simdWasmBase64 from "inline-wasm:simd";
 import { createInit } from "./init.js";
@@ -23,6 +24,12 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
 export const { init, initSync } = createInit({
   // The relaxed-SIMD build is a separate chunk, fetched only where the runtime validates it.
   load: async (build) =>
-    decode(build === "relaxed" ? (await import("inline-wasm:relaxed")).default : simdWasmBase64),
+    decode(
+      build === "relaxed"
+        ? (await import("inline-wasm:relaxed")).default
+        : build === "scalar"
+          ? (await import("inline-wasm:scalar")).default
+          : simdWasmBase64,
+    ),
   loadSync: () => decode(simdWasmBase64),
 });

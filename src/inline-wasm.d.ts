@@ -7,3 +7,7 @@ declare module "inline-wasm:relaxed" {
   const base64: string;
   export default base64;
 }
+declare module "inline-wasm:scalar" {
+  const base64: string;
+  export default base64;
+}

@@ -9,7 +9,7 @@ import { Workspace } from "./workspace.js";
 export interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
-  relaxedSimd(): number;
+  buildKind(): number;
   sdpaScratchBytes(d: number, dv: number, keys: number): number;
   sdpaForward(params: number, scratch: number, headBegin: number, headEnd: number): void;
   softmaxForward(src: number, dst: number, outer: number, len: number, inner: number): void;
@@ -96,8 +96,8 @@ export interface InitOptions {
   threads?: number | "auto";
   /**
    * Which build to run: "auto" (default) picks relaxed SIMD (fused multiply-add) where the runtime
-   * validates it, else SIMD128; "relaxed" asks for it (falling back to SIMD128 with a warning);
-   * "simd128" forces SIMD128; "scalar" is refused (no scalar build yet).
+   * validates it, else SIMD128, else (no SIMD at all) the scalar build; "relaxed" asks for relaxed
+   * SIMD (falling back to SIMD128 with a warning); "simd128" and "scalar" force those builds.
    */
   simd?: "auto" | "relaxed" | "simd128" | "scalar";
 }
@@ -129,8 +129,11 @@ export function isInitialized(): boolean {
   return loaded !== undefined;
 }
 
-/** The wasm builds: SIMD128 everywhere, relaxed SIMD (fused multiply-add) where validated. */
-export type Build = "simd128" | "relaxed";
+/**
+ * The wasm builds: SIMD128, relaxed SIMD (fused multiply-add) where validated, and scalar for
+ * runtimes without SIMD.
+ */
+export type Build = "scalar" | "simd128" | "relaxed";
 
 /** Validates init options and picks the build to load (ignored when the caller brings the wasm). */
 export function chooseBuild(options: InitOptions | undefined): Build {
@@ -157,17 +160,12 @@ export function chooseBuild(options: InitOptions | undefined): Build {
       `init: options.simd must be "auto", "relaxed", "simd128" or "scalar", got ${String(simd)}`,
     );
   }
-  if (simd === "scalar") {
-    throw new AttentionError(
-      "BAD_OPTION",
-      'init: options.simd "scalar" is not available in this release; the SIMD128 and relaxed-SIMD builds are shipped',
-    );
-  }
   if (typeof threads === "number" && threads > 1) {
     console.warn(
       `wasm-attention: threads = ${threads} is not supported yet; computing on 1 thread`,
     );
   }
+  if (simd === "scalar" || !simdSupported()) return "scalar";
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
     console.warn(
@@ -192,7 +190,7 @@ export function activate(module: WebAssembly.Module): void {
   for (const name of [
     "memory",
     "heapBase",
-    "relaxedSimd",
+    "buildKind",
     "sdpaForward",
     "sdpaScratchBytes",
     "softmaxForward",
@@ -207,7 +205,7 @@ export function activate(module: WebAssembly.Module): void {
   }
   const workspace = new Workspace(exports.memory, exports.heapBase());
   const params = workspace.alloc(SDPA_PARAMS_BYTES, "init");
-  const build: Build = exports.relaxedSimd() === 1 ? "relaxed" : "simd128";
+  const build = (["scalar", "simd128", "relaxed"] as const)[exports.buildKind()];
   loaded = { exports, workspace, params, build };
 }
 

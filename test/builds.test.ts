@@ -1,23 +1,27 @@
 // Which build init() picks: relaxed SIMD (fused multiply-add) where the runtime validates it, else
-// SIMD128. The numeric suites run against both: in Node (SIMD128, and relaxed with
-// --experimental-wasm-relaxed-simd in the node-relaxed project) and in Chromium (relaxed).
+// SIMD128, else scalar. The numeric suites run against all three: project "node" (SIMD128),
+// "node-relaxed" (V8's --experimental-wasm-relaxed-simd), "node-scalar" (pinned by
+// WASM_ATTENTION_BUILD) and "chromium" (relaxed).
 import { describe, expect, it } from "vitest";
 import { AttentionError, init, runtimeInfo, scaledDotProductAttention } from "../src/index";
-import { relaxedSimdSupported } from "../src/runtime";
+import { chooseBuild, relaxedSimdSupported } from "../src/runtime";
+
+const pinned = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
+  ?.env.WASM_ATTENTION_BUILD;
 
 describe("build selection", () => {
-  it("refuses the scalar build, which is not shipped, without initialising", async () => {
-    await expect(init(undefined, { simd: "scalar" })).rejects.toThrow(AttentionError);
-    await expect(init(undefined, { simd: "scalar" })).rejects.toMatchObject({ code: "BAD_OPTION" });
-    expect(() => runtimeInfo()).toThrow(AttentionError);
+  it("refuses an unknown build name", () => {
+    expect(() => chooseBuild({ simd: "avx" as "auto" })).toThrow(AttentionError);
   });
 
-  it("picks relaxed SIMD exactly where the runtime validates it", async () => {
+  it("picks relaxed SIMD where the runtime validates it, SIMD128 elsewhere, unless pinned", async () => {
     await init();
     expect(runtimeInfo()).toEqual({
-      build: relaxedSimdSupported() ? "relaxed" : "simd128",
+      build: pinned ?? (relaxedSimdSupported() ? "relaxed" : "simd128"),
       threads: 1,
     });
+    expect(chooseBuild({ simd: "scalar" })).toBe("scalar");
+    expect(chooseBuild({ simd: "simd128" })).toBe("simd128");
     const t = { data: new Float32Array([1, 2, 3, 4]), shape: [2, 2] };
     const { output } = scaledDotProductAttention(t, t, t);
     expect(output.data.every(Number.isFinite)).toBe(true);

@@ -1,0 +1,198 @@
+// Scaled dot-product attention for the scalar build (runtimes without WebAssembly SIMD): the same
+// parameter block and semantics as sdpa.ts, one query row at a time and one float at a time. Each
+// row's scores go to a row buffer (Nk floats of scratch), then max, exp, sum, weights and the
+// weighted sum of values; masked keys (score -Infinity, probability 0) are never read.
+
+import {
+  MASK_BOOL,
+  MASK_ADDITIVE,
+  SDPA_Q,
+  SDPA_K,
+  SDPA_V,
+  SDPA_OUT,
+  SDPA_WEIGHTS,
+  SDPA_LSE,
+  SDPA_MASK,
+  SDPA_MASK_KIND,
+  SDPA_MASK_STRIDE_B,
+  SDPA_MASK_STRIDE_H,
+  SDPA_MASK_STRIDE_Q,
+  SDPA_MASK_STRIDE_K,
+  SDPA_H,
+  SDPA_HKV,
+  SDPA_NQ,
+  SDPA_NK,
+  SDPA_D,
+  SDPA_DV,
+  SDPA_SCALE,
+  SDPA_SOFTCAP,
+  SDPA_ALIBI,
+  SDPA_DIAG_OFFSET,
+  SDPA_STRUCTURED,
+  SDPA_WINDOW_LEFT,
+  SDPA_WINDOW_RIGHT,
+  SDPA_GLOBAL_KEYS,
+  SDPA_GLOBAL_ROWS,
+  SDPA_Q_STRIDE_B,
+  SDPA_Q_STRIDE_H,
+  SDPA_Q_STRIDE_ROW,
+  SDPA_K_STRIDE_B,
+  SDPA_K_STRIDE_H,
+  SDPA_K_STRIDE_ROW,
+  SDPA_V_STRIDE_B,
+  SDPA_V_STRIDE_H,
+  SDPA_V_STRIDE_ROW,
+  SDPA_OUT_STRIDE_B,
+  SDPA_OUT_STRIDE_H,
+  SDPA_OUT_STRIDE_ROW,
+  SDPA_KEY_MASK,
+  SDPA_KEY_MASK_STRIDE_B,
+  SDPA_LAYOUT,
+  SDPA_LAYOUT_BLOCK,
+  SDPA_LAYOUT_STRIDE_H,
+  SDPA_LAYOUT_COLS,
+} from "./shared";
+
+const NEG_INF: f32 = -Infinity;
+
+/** Scratch of the scalar kernel: one row of scores and one output accumulator row. */
+export function scalarSdpaScratchBytes(dv: i32, keys: i32): usize {
+  return (<usize>keys + <usize>dv) * 4 + 64;
+}
+
+function param(params: usize, offset: i32): i32 {
+  return load<i32>(params + offset);
+}
+
+export function scalarSdpaForward(
+  params: usize,
+  scratch: usize,
+  headBegin: i32,
+  headEnd: i32,
+): void {
+  const H = param(params, SDPA_H);
+  const group = H / param(params, SDPA_HKV);
+  const nq = param(params, SDPA_NQ);
+  const nk = param(params, SDPA_NK);
+  const d = param(params, SDPA_D);
+  const dv = param(params, SDPA_DV);
+  const scale = load<f32>(params + SDPA_SCALE);
+  const softcap = load<f32>(params + SDPA_SOFTCAP);
+  const alibi = <usize>param(params, SDPA_ALIBI);
+  const offset = param(params, SDPA_DIAG_OFFSET);
+  const structured = param(params, SDPA_STRUCTURED) != 0;
+  const left = <i64>param(params, SDPA_WINDOW_LEFT);
+  const right = <i64>param(params, SDPA_WINDOW_RIGHT);
+  const globalKeys = <usize>param(params, SDPA_GLOBAL_KEYS);
+  const globalRows = <usize>param(params, SDPA_GLOBAL_ROWS);
+  const mask = <usize>param(params, SDPA_MASK);
+  const maskKind = mask ? param(params, SDPA_MASK_KIND) : 0;
+  const maskBytes: usize = maskKind == MASK_ADDITIVE ? 4 : 1;
+  const keyMask = <usize>param(params, SDPA_KEY_MASK);
+  const layout = <usize>param(params, SDPA_LAYOUT);
+  const block = param(params, SDPA_LAYOUT_BLOCK);
+  const cols = param(params, SDPA_LAYOUT_COLS);
+  const weights = <usize>param(params, SDPA_WEIGHTS);
+  const lse = <usize>param(params, SDPA_LSE);
+  const scores = scratch;
+  const acc = scratch + <usize>nk * 4;
+
+  for (let bh = headBegin; bh < headEnd; bh++) {
+    const b = bh / H;
+    const h = bh - b * H;
+    const kvh = h / group;
+    const qHead =
+      <usize>param(params, SDPA_Q) +
+      (<usize>b * param(params, SDPA_Q_STRIDE_B) + <usize>h * param(params, SDPA_Q_STRIDE_H)) * 4;
+    const kHead =
+      <usize>param(params, SDPA_K) +
+      (<usize>b * param(params, SDPA_K_STRIDE_B) + <usize>kvh * param(params, SDPA_K_STRIDE_H)) * 4;
+    const vHead =
+      <usize>param(params, SDPA_V) +
+      (<usize>b * param(params, SDPA_V_STRIDE_B) + <usize>kvh * param(params, SDPA_V_STRIDE_H)) * 4;
+    const oHead =
+      <usize>param(params, SDPA_OUT) +
+      (<usize>b * param(params, SDPA_OUT_STRIDE_B) + <usize>h * param(params, SDPA_OUT_STRIDE_H)) *
+        4;
+    const maskHead =
+      mask +
+      (<usize>b * param(params, SDPA_MASK_STRIDE_B) +
+        <usize>h * param(params, SDPA_MASK_STRIDE_H)) *
+        maskBytes;
+    const slope: f32 = alibi ? load<f32>(alibi + <usize>h * 4) : 0;
+    for (let i = 0; i < nq; i++) {
+      const q = qHead + <usize>i * param(params, SDPA_Q_STRIDE_ROW) * 4;
+      const diag = <i64>i + offset;
+      const rowGlobal = globalRows != 0 && load<u8>(globalRows + i) != 0;
+      let max = NEG_INF;
+      for (let j = 0; j < nk; j++) {
+        let allowed = true;
+        if (structured && !rowGlobal && !(globalKeys != 0 && load<u8>(globalKeys + j) != 0)) {
+          allowed = <i64>j >= diag - left && <i64>j <= diag + right;
+        }
+        if (allowed && keyMask)
+          allowed = load<u8>(keyMask + <usize>b * param(params, SDPA_KEY_MASK_STRIDE_B) + j) != 0;
+        if (allowed && layout) {
+          const at =
+            layout +
+            <usize>h * param(params, SDPA_LAYOUT_STRIDE_H) +
+            <usize>(i / block) * cols +
+            j / block;
+          allowed = load<u8>(at) != 0;
+        }
+        let s = NEG_INF;
+        if (allowed) {
+          const k = kHead + <usize>j * param(params, SDPA_K_STRIDE_ROW) * 4;
+          let dot: f32 = 0;
+          for (let t = 0; t < d; t++)
+            dot += load<f32>(q + <usize>t * 4) * load<f32>(k + <usize>t * 4);
+          s = dot * scale;
+          if (softcap != 0) s = softcap * Mathf.tanh(s / softcap);
+          if (alibi) s -= slope * <f32>Math.abs(<f64>(diag - <i64>j));
+          if (maskKind != 0) {
+            const m =
+              maskHead +
+              (<usize>i * param(params, SDPA_MASK_STRIDE_Q) +
+                <usize>j * param(params, SDPA_MASK_STRIDE_K)) *
+                maskBytes;
+            if (maskKind == MASK_BOOL) {
+              if (load<u8>(m) == 0) s = NEG_INF;
+            } else {
+              const bias = load<f32>(m);
+              s = bias == NEG_INF ? NEG_INF : s + bias;
+            }
+          }
+        }
+        store<f32>(scores + <usize>j * 4, s);
+        if (s > max) max = s;
+      }
+      const out = oHead + <usize>i * param(params, SDPA_OUT_STRIDE_ROW) * 4;
+      const row = <usize>bh * nq + i;
+      memory.fill(acc, 0, <usize>dv * 4);
+      let sum: f32 = 0;
+      if (max != NEG_INF) {
+        for (let j = 0; j < nk; j++) {
+          const p = Mathf.exp(load<f32>(scores + <usize>j * 4) - max);
+          store<f32>(scores + <usize>j * 4, p);
+          sum += p;
+          if (p == 0) continue;
+          const v = vHead + <usize>j * param(params, SDPA_V_STRIDE_ROW) * 4;
+          for (let c = 0; c < dv; c++)
+            store<f32>(
+              acc + <usize>c * 4,
+              load<f32>(acc + <usize>c * 4) + p * load<f32>(v + <usize>c * 4),
+            );
+        }
+      }
+      const inv: f32 = sum > 0 ? 1 / sum : 0;
+      for (let c = 0; c < dv; c++)
+        store<f32>(out + <usize>c * 4, load<f32>(acc + <usize>c * 4) * inv);
+      if (lse) store<f32>(lse + row * 4, sum > 0 ? max + Mathf.log(sum) : NEG_INF);
+      if (weights) {
+        const w = weights + row * nk * 4;
+        for (let j = 0; j < nk; j++)
+          store<f32>(w + <usize>j * 4, sum > 0 ? load<f32>(scores + <usize>j * 4) * inv : 0);
+      }
+    }
+  }
+}
