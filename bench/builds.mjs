@@ -1,14 +1,15 @@
-// SIMD128 against relaxed SIMD (fused multiply-add) on the same machine: each build runs in its own
-// Node process (the relaxed one with V8's --experimental-wasm-relaxed-simd, which Node 20 needs),
-// timing scaledDotProductAttention and linear. Prints a Markdown table.
+// The three builds on the same machine, each in its own Node process: SIMD128, relaxed SIMD (fused
+// multiply-add; V8's --experimental-wasm-relaxed-simd, which Node 20 needs) and scalar (for runtimes
+// without SIMD), timing scaledDotProductAttention and linear. Prints a Markdown table.
 //   node bench/builds.mjs          (npm run bench runs it too)
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 if (process.argv[2] === "--child") {
+  const build = process.argv[3];
   const { init, scaledDotProductAttention, linear, runtimeInfo } = await import("../dist/index.js");
   const { measure, randomArray } = await import("./timing.mjs");
-  await init();
+  await init(undefined, { simd: build });
   const rows = [];
   for (const N of [512, 2048]) {
     const [H, D] = [12, 64];
@@ -33,20 +34,25 @@ if (process.argv[2] === "--child") {
   console.log(JSON.stringify({ build: runtimeInfo().build, rows }));
 } else {
   const self = fileURLToPath(import.meta.url);
-  const run = (flags) =>
-    JSON.parse(execFileSync(process.execPath, [...flags, self, "--child"], { encoding: "utf8" }));
-  const simd = run([]);
-  const relaxed = run(["--experimental-wasm-relaxed-simd"]);
-  if (simd.build !== "simd128" || relaxed.build !== "relaxed")
-    throw new Error("builds not as expected");
-  console.log(`\n# SIMD128 and relaxed-SIMD builds, one thread, Node ${process.versions.node}\n`);
-  console.log(`| case | SIMD128 ms | GFLOP/s | relaxed ms | GFLOP/s | relaxed × faster |`);
+  const run = (flags, build) => {
+    const args = [...flags, self, "--child", build];
+    const result = JSON.parse(execFileSync(process.execPath, args, { encoding: "utf8" }));
+    if (result.build !== build) throw new Error(`asked for ${build}, ran ${result.build}`);
+    return result;
+  };
+  const simd = run([], "simd128");
+  const relaxed = run(["--experimental-wasm-relaxed-simd"], "relaxed");
+  const scalar = run([], "scalar");
+  console.log(`\n# The three builds, one thread, Node ${process.versions.node}\n`);
+  console.log(
+    `| case | SIMD128 GFLOP/s | relaxed GFLOP/s | relaxed × SIMD128 | scalar GFLOP/s | SIMD128 × scalar |`,
+  );
   console.log(`|---|---|---|---|---|---|`);
   simd.rows.forEach((a, i) => {
-    const b = relaxed.rows[i];
+    const [b, c] = [relaxed.rows[i], scalar.rows[i]];
     console.log(
-      `| ${a.name} | ${a.ms.toFixed(2)} | ${a.gflops.toFixed(1)} | ${b.ms.toFixed(2)} | ` +
-        `${b.gflops.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× |`,
+      `| ${a.name} | ${a.gflops.toFixed(1)} | ${b.gflops.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× | ` +
+        `${c.gflops.toFixed(1)} | ${(c.ms / a.ms).toFixed(1)}× |`,
     );
   });
 }
