@@ -32,6 +32,7 @@ const NODE_ONLY = [
   "test/bundlers.test.ts",
   "test/scalar-fallback.test.ts",
   "test/not-initialized.test.ts",
+  "test/demo.test.ts",
 ];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const chromium = existsSync(CHROMIUM);

@@ -47,4 +47,23 @@ await esbuild.build({
 for (const file of ["attention.wasm", "attention-relaxed.wasm", "attention-scalar.wasm"]) {
   copyFileSync(join(root, "build", file), join(root, "dist", file));
 }
+// The command-line demo: Node only; it imports the default entry next to it.
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: ["src/cli.ts"],
+  outfile: "dist/cli.js",
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node18",
+  banner: { js: "#!/usr/bin/env node" },
+  plugins: [
+    {
+      name: "library-external",
+      setup: (b) =>
+        b.onResolve({ filter: /^\.\/index\.js$/ }, () => ({ path: "./index.js", external: true })),
+    },
+  ],
+  logLevel: "warning",
+});
 run(bin("tsc"), ["-p", "tsconfig.build.json"]);
