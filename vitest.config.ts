@@ -5,8 +5,8 @@ import { defineConfig } from "vitest/config";
 import { inlineWasmVitePlugin } from "./scripts/inline-wasm.mjs";
 
 // The whole suite runs in Node against the SIMD128 build (project "node"), and again, but for the
-// few Node-only suites, against the scalar build ("node-scalar") and the relaxed-SIMD build
-// ("node-relaxed", V8's flag). The numeric suites need no Node API and also run in a real headless
+// few Node-only suites, against the scalar build ("node-scalar"), on two threads ("node-threads")
+// and against the relaxed-SIMD build ("node-relaxed", V8's flag). The numeric suites need no Node API and also run in a real headless
 // Chromium, which picks the relaxed build ("chromium"; Debian's `chromium`, installed by .ci/run;
 // without /usr/bin/chromium that project is left out).
 const NUMERIC_SUITES = [
@@ -23,6 +23,7 @@ const NUMERIC_SUITES = [
   "test/pooling.test.ts",
   "test/reliability.test.ts",
   "test/analysis.test.ts",
+  "test/threads.test.ts",
 ];
 // Suites that need the real Node process or an uninitialised module run only in the "node" project;
 // the pinned-build projects run every other suite.
@@ -67,6 +68,16 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: NODE_ONLY,
           env: { WASM_ATTENTION_BUILD: "scalar" },
+          setupFiles: ["test/setup/force-build.ts"],
+        },
+      },
+      {
+        extends: true as const,
+        test: {
+          name: "node-threads",
+          include: ["test/**/*.test.ts"],
+          exclude: NODE_ONLY,
+          env: { WASM_ATTENTION_THREADS: "2" },
           setupFiles: ["test/setup/force-build.ts"],
         },
       },

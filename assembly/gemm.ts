@@ -12,9 +12,6 @@ import { GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC } from "./shared";
 import { madd } from "./madd";
 import { packPanels } from "./pack";
 
-// A tile of y that reaches past M or N is computed here and copied out partially.
-const edgeTile: usize = memory.data(GEMM_MR * GEMM_NR * 4, 16);
-
 function panelsOf(n: i32): i32 {
   return (n + GEMM_NR - 1) / GEMM_NR;
 }
@@ -25,9 +22,9 @@ export function packedWeightsBytes(n: i32, k: i32): usize {
   return <usize>panelsOf(n) * GEMM_NR * k * 4;
 }
 
-/** Bytes of scratch gemm needs: one packed block of x. */
+/** Bytes of scratch gemm needs: one packed block of x, then the edge tile. */
 export function gemmScratchBytes(): usize {
-  return <usize>GEMM_MC * GEMM_KC * 4;
+  return <usize>GEMM_MC * GEMM_KC * 4 + GEMM_MR * GEMM_NR * 4;
 }
 
 /**
@@ -68,6 +65,8 @@ export function gemm(
     return;
   }
   const panels = panelsOf(n);
+  // A tile of y that reaches past M or N is computed in the scratch's edge tile, then copied out.
+  const edgeTile = scratch + <usize>GEMM_MC * GEMM_KC * 4;
   if (k == 0) {
     fillRows(y, m, n, ldy, bias);
     return;
@@ -91,7 +90,7 @@ export function gemm(
           if (rows == GEMM_MR && cols == GEMM_NR) {
             microKernel(xPanel, wPanel, kc, yTile, <usize>ldy * 4, first, biasAt);
           } else {
-            edgeKernel(xPanel, wPanel, kc, yTile, ldy, rows, cols, first, biasAt);
+            edgeKernel(xPanel, wPanel, kc, yTile, ldy, rows, cols, first, biasAt, edgeTile);
           }
         }
       }
@@ -200,6 +199,7 @@ function edgeKernel(
   cols: i32,
   first: bool,
   bias: usize,
+  edgeTile: usize,
 ): void {
   const tileRow: i32 = GEMM_NR * 4;
   if (first) {

@@ -93,8 +93,9 @@ const GROUPS_PER_BLOCK: i32 = QUERY_BLOCK / 4;
 const PREFETCH_KEYS: i32 = 8;
 const PREFETCH_MIN_BYTES: i64 = 8 << 20;
 const SCORE_GROUP_BYTES: i32 = KEY_TILE * 16;
-// 16 bytes of static memory to assemble a v128 from 4 scalars (lane indices must be constants).
-const laneBuffer: usize = memory.data(16, 16);
+// 16 bytes of the worker's scratch to assemble a v128 from 4 scalars (lane indices must be
+// constants). Not static memory: with threads, every worker needs its own.
+let laneBuffer: usize = 0;
 
 // ---- The current call, read once from the parameter block ----
 let nq: i32 = 0;
@@ -157,7 +158,8 @@ function layoutScratch(scratch: usize, d: i32, dv: i32, keys: i32): usize {
   rowMax = alignUp(accumulator + <usize>QUERY_BLOCK * alignUp(dv, 4) * 4, 64);
   rowSum = rowMax + QUERY_BLOCK * 4;
   tileHasGlobal = rowSum + QUERY_BLOCK * 4;
-  return alignUp(tileHasGlobal + <usize>((keys + KEY_TILE - 1) / KEY_TILE), 64);
+  laneBuffer = alignUp(tileHasGlobal + <usize>((keys + KEY_TILE - 1) / KEY_TILE), 16);
+  return alignUp(laneBuffer + 16, 64);
 }
 
 /** Bytes of scratch memory sdpaForward needs for one worker. */

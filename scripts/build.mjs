@@ -23,7 +23,7 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 
 mkdirSync(join(root, "build"), { recursive: true });
-for (const target of ["simd", "relaxed", "scalar"]) {
+for (const target of ["simd", "relaxed", "scalar", "simd-threads", "relaxed-threads"]) {
   run(bin("asc"), ["assembly/index.ts", "--config", "asconfig.json", "--target", target]);
 }
 
@@ -44,7 +44,13 @@ await esbuild.build({
   plugins: [inlineWasmPlugin(root), externalWasmModules],
   logLevel: "warning",
 });
-for (const file of ["attention.wasm", "attention-relaxed.wasm", "attention-scalar.wasm"]) {
+for (const file of [
+  "attention.wasm",
+  "attention-relaxed.wasm",
+  "attention-scalar.wasm",
+  "attention-threads.wasm",
+  "attention-relaxed-threads.wasm",
+]) {
   copyFileSync(join(root, "build", file), join(root, "dist", file));
 }
 // The command-line demo: Node only; it imports the default entry next to it.

@@ -7,6 +7,8 @@ const FILES = {
   simd: "build/attention.wasm",
   relaxed: "build/attention-relaxed.wasm",
   scalar: "build/attention-scalar.wasm",
+  "simd-threads": "build/attention-threads.wasm",
+  "relaxed-threads": "build/attention-relaxed-threads.wasm",
 };
 
 export function wasmBase64(root, target) {

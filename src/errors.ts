@@ -7,7 +7,8 @@ export type AttentionErrorCode =
   | "OUT_OF_MEMORY"
   | "INIT_FAILED"
   | "DISPOSED"
-  | "CACHE_FULL";
+  | "CACHE_FULL"
+  | "WORKER_FAILED";
 
 /**
  * The one error type of wasm-attention. Every op validates its arguments before it touches WASM

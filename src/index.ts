@@ -1,7 +1,7 @@
 // wasm-attention, default entry: the wasm is inlined as base64 and compiled by init(), so the package
 // needs no file access, fetch or bundler configuration. No work at import time, no top-level await.
-// The SIMD128 build is in this module; the relaxed-SIMD and scalar builds are chunks imported on
-// demand.
+// The SIMD128 build is in this module; the other builds (relaxed SIMD, scalar, and the shared-memory
+// variants the worker pool needs) are chunks imported on demand.
 
 import simdWasmBase64 from "inline-wasm:simd";
 import { createInit } from "./init.js";
@@ -23,13 +23,16 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
  */
 export const { init, initSync } = createInit({
   // The relaxed-SIMD build is a separate chunk, fetched only where the runtime validates it.
-  load: async (build) =>
-    decode(
-      build === "relaxed"
-        ? (await import("inline-wasm:relaxed")).default
-        : build === "scalar"
-          ? (await import("inline-wasm:scalar")).default
-          : simdWasmBase64,
-    ),
+  load: async (build, threaded) => {
+    if (build === "scalar") return decode((await import("inline-wasm:scalar")).default);
+    if (build === "relaxed") {
+      return decode(
+        threaded
+          ? (await import("inline-wasm:relaxed-threads")).default
+          : (await import("inline-wasm:relaxed")).default,
+      );
+    }
+    return decode(threaded ? (await import("inline-wasm:simd-threads")).default : simdWasmBase64);
+  },
   loadSync: () => decode(simdWasmBase64),
 });

@@ -8,6 +8,7 @@ import {
   compileAsync,
   compileSync,
   isInitialized,
+  resolveThreads,
   type Build,
   type InitOptions,
   type WasmSource,
@@ -16,8 +17,11 @@ import { describe } from "./tensor.js";
 
 /** Where an entry's packaged wasm comes from, per build: a compiled module or the bytes. */
 export interface PackagedWasm {
-  /** For init(): may load lazily (the default entry imports the relaxed build on demand). */
-  load(build: Build): Promise<WebAssembly.Module | Uint8Array<ArrayBuffer>>;
+  /**
+   * For init(): may load lazily (the default entry imports the other builds on demand). `threaded`
+   * asks for the variant on shared memory that the worker pool needs.
+   */
+  load(build: Build, threaded: boolean): Promise<WebAssembly.Module | Uint8Array<ArrayBuffer>>;
   /** For initSync(): the build available without waiting (SIMD128). */
   loadSync(): WebAssembly.Module | Uint8Array<ArrayBuffer>;
 }
@@ -33,12 +37,13 @@ export function createInit(packaged: PackagedWasm): {
     if (pending) return pending;
     pending = (async () => {
       const build = chooseBuild(options);
+      const threads = resolveThreads(options, build);
       if (source !== undefined) {
-        // The caller's wasm, whichever build it is.
-        activate(await toModule(source));
+        // The caller's wasm, whichever build it is (threads need a build on shared memory).
+        activate(await toModule(source), threads);
         return;
       }
-      activate(await toModule(await packaged.load(build)));
+      activate(await toModule(await packaged.load(build, threads > 1)), threads);
     })();
     pending.catch(() => {
       pending = undefined;
@@ -48,16 +53,16 @@ export function createInit(packaged: PackagedWasm): {
 
   /**
    * Synchronous init from a `WebAssembly.Module` or the wasm bytes (the package's `./wasm/*` files);
-   * without them, the build the entry has at hand (SIMD128 in the default entry). Browsers refuse to
-   * compile modules above 4 KiB synchronously on the main thread; use init() there.
+   * without them, the build the entry has at hand (SIMD128, one thread, in the default entry).
+   * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init().
    */
   function initSync(source?: WebAssembly.Module | BufferSource, options?: InitOptions): void {
     if (isInitialized()) return;
-    chooseBuild(options);
+    const threads = resolveThreads(options, chooseBuild(options));
     const wasm: unknown = source ?? packaged.loadSync();
-    if (wasm instanceof WebAssembly.Module) activate(wasm);
+    if (wasm instanceof WebAssembly.Module) activate(wasm, threads);
     else if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) {
-      activate(compileSync(wasm as BufferSource));
+      activate(compileSync(wasm as BufferSource), threads);
     } else throw badSource(wasm);
     pending = Promise.resolve();
   }

@@ -11,3 +11,11 @@ declare module "inline-wasm:scalar" {
   const base64: string;
   export default base64;
 }
+declare module "inline-wasm:simd-threads" {
+  const base64: string;
+  export default base64;
+}
+declare module "inline-wasm:relaxed-threads" {
+  const base64: string;
+  export default base64;
+}

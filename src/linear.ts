@@ -1,6 +1,7 @@
 // linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
 
 import { type Call, stagedBytes, withCall } from "./call.js";
+import { gemmRows } from "./parallel.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
@@ -59,7 +60,7 @@ export function projectionBytes(k: Kernels, weight: Tensor, rows: number): numbe
     stagedBytes(weight, k) +
     Workspace.blockSize(k.exports.packedWeightsBytes(outFeatures, inFeatures)) +
     Workspace.blockSize(rows * outFeatures * 4) +
-    Workspace.blockSize(k.exports.gemmScratchBytes())
+    (k.pool?.size ?? 1) * Workspace.blockSize(k.exports.gemmScratchBytes())
   );
 }
 
@@ -80,8 +81,8 @@ export function project(
   const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed weights");
   exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
   const yPtr = call.alloc(rows * outFeatures * 4, "projection");
-  const scratch = call.alloc(exports.gemmScratchBytes(), "gemm scratch");
-  exports.gemm(
+  gemmRows(
+    call,
     xPtr,
     rows,
     inFeatures,
@@ -91,7 +92,6 @@ export function project(
     biasPtr,
     yPtr,
     outFeatures,
-    scratch,
   );
   return yPtr;
 }

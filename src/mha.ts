@@ -7,6 +7,7 @@
 // concatenated layout, which the output projection then reads: no transposes anywhere.
 
 import { type Call, stagedBytes, withCall } from "./call.js";
+import { gemmRows } from "./parallel.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
@@ -259,28 +260,9 @@ export class MultiHeadAttention {
     return { packed, bias: biasPtr, outFeatures, inFeatures };
   }
 
-  // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b.
-  #project(
-    call: Call,
-    p: Projection,
-    x: number,
-    rows: number,
-    y: number,
-    ldy: number,
-    scratch: number,
-  ): void {
-    call.kernels.exports.gemm(
-      x,
-      rows,
-      p.inFeatures,
-      p.inFeatures,
-      p.packed,
-      p.outFeatures,
-      p.bias,
-      y,
-      ldy,
-      scratch,
-    );
+  // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b, on the pool if any.
+  #project(call: Call, p: Projection, x: number, rows: number, y: number, ldy: number): void {
+    gemmRows(call, x, rows, p.inFeatures, p.inFeatures, p.packed, p.outFeatures, p.bias, y, ldy);
   }
 
   #planForward(
@@ -379,16 +361,15 @@ export class MultiHeadAttention {
       (cache ? 0 : block(B * Nnew * kvDim * 4) * 2) + // K, V
       (keyMask ? stagedBytes(keyMask, k) : 0) +
       (rope ? block(ropeTableBytes(ropeRows, hd)) : 0) +
-      block(k.exports.gemmScratchBytes()) +
+      (k.pool?.size ?? 1) * block(k.exports.gemmScratchBytes()) * 4 +
       attentionBytes(k, plan);
 
     const run = (call: Call): { output: Tensor; weights?: Tensor } => {
       const qIn = call.inputF32(query, "query");
       const kIn = selfAttention ? qIn : call.inputF32(key, "key");
       const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
-      const scratch = call.alloc(call.kernels.exports.gemmScratchBytes(), "gemm scratch");
       const qPtr = call.alloc(B * Nq * E * 4, "Q");
-      this.#project(call, pq, qIn, B * Nq, qPtr, E, scratch);
+      this.#project(call, pq, qIn, B * Nq, qPtr, E);
       const qOperand: Operand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
       // Keys and values: into the cache after its `past` tokens, or into fresh buffers.
       let kOperand: Operand;
@@ -398,16 +379,8 @@ export class MultiHeadAttention {
         const at = cache.appendTargets();
         for (let b = 0; b < B; b++) {
           const firstRow = b * Nnew;
-          this.#project(call, pk, kIn + firstRow * this.kdim * 4, Nnew, at.keys(b), kvDim, scratch);
-          this.#project(
-            call,
-            pv,
-            vIn + firstRow * this.vdim * 4,
-            Nnew,
-            at.values(b),
-            kvDim,
-            scratch,
-          );
+          this.#project(call, pk, kIn + firstRow * this.kdim * 4, Nnew, at.keys(b), kvDim);
+          this.#project(call, pv, vIn + firstRow * this.vdim * 4, Nnew, at.values(b), kvDim);
         }
         kOperand = {
           ptr: cache.keysPtr,
@@ -425,8 +398,8 @@ export class MultiHeadAttention {
       } else {
         const kPtr = call.alloc(B * Nnew * kvDim * 4, "K");
         const vPtr = call.alloc(B * Nnew * kvDim * 4, "V");
-        this.#project(call, pk, kIn, B * Nnew, kPtr, kvDim, scratch);
-        this.#project(call, pv, vIn, B * Nnew, vPtr, kvDim, scratch);
+        this.#project(call, pk, kIn, B * Nnew, kPtr, kvDim);
+        this.#project(call, pv, vIn, B * Nnew, vPtr, kvDim);
         kOperand = { ptr: kPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         vOperand = { ptr: vPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         kRows = 0;
@@ -447,7 +420,7 @@ export class MultiHeadAttention {
         keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
       });
       const yPtr = call.alloc(B * Nq * E * 4, "output");
-      this.#project(call, po, attended, B * Nq, yPtr, E, scratch);
+      this.#project(call, po, attended, B * Nq, yPtr, E);
       if (cache) cache.commit(Nnew);
       const output: { output: Tensor; weights?: Tensor } = {
         output: { data: call.outputF32(yPtr, B * Nq * E), shape: [...lead, Nq, E] },

@@ -3,6 +3,7 @@
 
 import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
 import { AttentionError } from "./errors.js";
+import { createPool, hardwareThreads, threadsUnavailable, type Pool } from "./threads.js";
 import { Workspace } from "./workspace.js";
 
 /** The functions the wasm module exports (see assembly/index.ts). */
@@ -90,8 +91,9 @@ export type WasmSource =
 
 export interface InitOptions {
   /**
-   * Worker threads to use. This release computes on the calling thread only; any other value is
-   * accepted and falls back to 1 with a console warning (ONNX Runtime Web's convention).
+   * Threads to compute on: a number, or "auto" (0 too) for the hardware's parallelism; default 1.
+   * Where threads cannot run (no SharedArrayBuffer, a page without cross-origin isolation,
+   * workerd) init warns once and uses 1 (ONNX Runtime Web's convention).
    */
   threads?: number | "auto";
   /**
@@ -104,6 +106,8 @@ export interface InitOptions {
 
 export interface Kernels {
   exports: KernelExports;
+  /** The worker pool when threads > 1 (its size counts the calling thread). */
+  pool?: Pool;
   /** Which build is running (read from the module itself). */
   build: Build;
   workspace: Workspace;
@@ -160,11 +164,6 @@ export function chooseBuild(options: InitOptions | undefined): Build {
       `init: options.simd must be "auto", "relaxed", "simd128" or "scalar", got ${String(simd)}`,
     );
   }
-  if (typeof threads === "number" && threads > 1) {
-    console.warn(
-      `wasm-attention: threads = ${threads} is not supported yet; computing on 1 thread`,
-    );
-  }
   if (simd === "scalar" || !simdSupported()) return "scalar";
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
@@ -176,10 +175,15 @@ export function chooseBuild(options: InitOptions | undefined): Build {
 }
 
 /** Instantiates a compiled module and makes it the active instance. */
-export function activate(module: WebAssembly.Module): void {
+export function activate(module: WebAssembly.Module, threads = 1): void {
+  // A threaded build imports its memory: one shared memory for this instance and every worker's.
+  const imports = WebAssembly.Module.imports(module);
+  const memory = imports.some((i) => i.kind === "memory")
+    ? new WebAssembly.Memory({ initial: 16, maximum: 65536, shared: true })
+    : undefined;
   let instance: WebAssembly.Instance;
   try {
-    instance = new WebAssembly.Instance(module, {});
+    instance = new WebAssembly.Instance(module, memory ? { env: { memory } } : {});
   } catch (err) {
     throw new AttentionError(
       "INIT_FAILED",
@@ -206,7 +210,12 @@ export function activate(module: WebAssembly.Module): void {
   const workspace = new Workspace(exports.memory, exports.heapBase());
   const params = workspace.alloc(SDPA_PARAMS_BYTES, "init");
   const build = (["scalar", "simd128", "relaxed"] as const)[exports.buildKind()];
-  loaded = { exports, workspace, params, build };
+  const kernelTable = exports as unknown as Record<string, (...args: number[]) => unknown>;
+  const pool =
+    memory && threads > 1
+      ? createPool(module, memory, threads, (task) => kernelTable[task.fn](...task.args))
+      : undefined;
+  loaded = { exports, workspace, params, build, pool };
 }
 
 /** Compiles bytes synchronously, with a clear error when the runtime lacks SIMD. */
@@ -259,7 +268,27 @@ export function relaxedSimdSupported(): boolean {
 
 /** What is running: the build and the number of threads. */
 export function runtimeInfo(): { build: Build; threads: number } {
-  return { build: kernels("runtimeInfo").build, threads: 1 };
+  const k = kernels("runtimeInfo");
+  return { build: k.build, threads: k.pool?.size ?? 1 };
+}
+
+let warnedThreads = false;
+
+/**
+ * The number of threads to run: options.threads (a number, or "auto" for the hardware's
+ * parallelism; default 1), or 1 with a single warning where threads cannot run.
+ */
+export function resolveThreads(options: InitOptions | undefined, build: Build): number {
+  const requested = options?.threads ?? 1;
+  const count = requested === "auto" || requested === 0 ? hardwareThreads() : requested;
+  if (count <= 1) return 1;
+  const reason = build === "scalar" ? "the scalar build runs on one thread" : threadsUnavailable();
+  if (reason !== undefined) {
+    if (!warnedThreads) console.warn(`wasm-attention: ${reason}; computing on 1 thread`);
+    warnedThreads = true;
+    return 1;
+  }
+  return count;
 }
 
 /** WASM memory of the instance: its size (grow-only, so also the peak) and the bytes held by live

@@ -2,6 +2,7 @@
 
 import * as P from "../assembly/shared.js";
 import { type Call, stagedBytes, withCall } from "./call.js";
+import { attendHeads } from "./parallel.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
@@ -384,7 +385,8 @@ export function attentionBytes(kernels: Kernels, p: AttentionPlan): number {
   if (p.returnLse) bytes += block(p.B * p.H * p.Nq * 4);
   if (p.alibi) bytes += block(p.H * 4);
   if (p.globalKeys) bytes += block(p.Nk) + block(p.Nq);
-  return bytes + block(kernels.exports.sdpaScratchBytes(p.D, p.Dv, p.Nk));
+  const threads = kernels.pool?.size ?? 1;
+  return bytes + threads * block(kernels.exports.sdpaScratchBytes(p.D, p.Dv, p.Nk));
 }
 
 /** The operands of one kernel call. `keyMask` (optional) is a uint8 [B, Nk] padding mask. */
@@ -433,7 +435,6 @@ export function runAttention(
     globalKeysPtr = call.inputU8({ data: p.globalKeys, shape: [p.Nk] }, "globalTokens");
     globalRowsPtr = call.inputU8({ data: p.globalRows, shape: [p.Nq] }, "globalTokens");
   }
-  const scratch = call.alloc(exports.sdpaScratchBytes(p.D, p.Dv, p.Nk), "scratch");
 
   const i32 = ws.i32;
   const at = params >>> 2;
@@ -482,7 +483,13 @@ export function runAttention(
   set(P.SDPA_GLOBAL_KEYS, globalKeysPtr);
   set(P.SDPA_GLOBAL_ROWS, globalRowsPtr);
 
-  exports.sdpaForward(params, scratch, 0, p.B * p.H);
+  attendHeads(
+    call,
+    params,
+    exports.sdpaScratchBytes(p.D, p.Dv, p.Nk),
+    p.B * p.H,
+    p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv),
+  );
 
   return {
     weights: p.returnWeights ? call.outputF32(weightsPtr, weightsLength) : undefined,

@@ -6,8 +6,9 @@ import { describe, expect, it } from "vitest";
 import { AttentionError, init, runtimeInfo, scaledDotProductAttention } from "../src/index";
 import { chooseBuild, relaxedSimdSupported } from "../src/runtime";
 
-const pinned = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
-  ?.env.WASM_ATTENTION_BUILD;
+const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+const pinned = env?.WASM_ATTENTION_BUILD;
+const threads = env?.WASM_ATTENTION_THREADS ? Number(env.WASM_ATTENTION_THREADS) : 1;
 
 describe("build selection", () => {
   it("refuses an unknown build name", () => {
@@ -18,7 +19,7 @@ describe("build selection", () => {
     await init();
     expect(runtimeInfo()).toEqual({
       build: pinned ?? (relaxedSimdSupported() ? "relaxed" : "simd128"),
-      threads: 1,
+      threads,
     });
     expect(chooseBuild({ simd: "scalar" })).toBe("scalar");
     expect(chooseBuild({ simd: "simd128" })).toBe("simd128");

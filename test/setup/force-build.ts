@@ -1,7 +1,9 @@
-// Setup of the vitest projects that pin a build: WASM_ATTENTION_BUILD ("scalar", "simd128" or
-// "relaxed") initialises the module with that build before the suites' own init() calls, which then
-// reuse it (init() returns its first call's promise).
+// Setup of the vitest projects that pin how the module runs: WASM_ATTENTION_BUILD ("scalar",
+// "simd128" or "relaxed") and WASM_ATTENTION_THREADS (a number) initialise the module before the
+// suites' own init() calls, which then reuse it (init() returns its first call's promise).
 import { init } from "../../src/index";
 
-const build = process.env.WASM_ATTENTION_BUILD as "scalar" | "simd128" | "relaxed" | undefined;
-if (build) await init(undefined, { simd: build });
+const env = process.env;
+const build = env.WASM_ATTENTION_BUILD as "scalar" | "simd128" | "relaxed" | undefined;
+const threads = env.WASM_ATTENTION_THREADS ? Number(env.WASM_ATTENTION_THREADS) : undefined;
+if (build || threads) await init(undefined, { simd: build, threads });

@@ -1,0 +1,210 @@
+// The worker pool: workers (worker_threads in Node, Web Workers in browsers) instantiate the same
+// module on one shared WebAssembly.Memory. Only the main side allocates; a worker runs the kernel
+// calls it is handed (a range of heads, a range of rows) on scratch buffers of its own and counts
+// itself done in a shared control word. The calling thread takes the first share and waits on that
+// word with Atomics.wait where blocking is allowed (Node's main thread, workers); a browser's main
+// thread may not block, so there every call runs on the calling thread alone.
+
+import { AttentionError } from "./errors.js";
+
+// Runs in every worker, as a Node eval script or a classic Web Worker from a Blob.
+const WORKER_SOURCE = `
+"use strict";
+let exports = null;
+let control = null;
+let post;
+function onMessage(m) {
+  if (m.type === "init") {
+    const instance = new WebAssembly.Instance(m.module, { env: { memory: m.memory } });
+    exports = instance.exports;
+    control = new Int32Array(m.control);
+    return;
+  }
+  let error = null;
+  try {
+    exports[m.fn].apply(null, m.args);
+  } catch (e) {
+    error = String((e && e.message) || e);
+    Atomics.store(control, 1, 1);
+  }
+  Atomics.add(control, 0, 1);
+  Atomics.notify(control, 0);
+  if (error) post({ type: "error", error });
+}
+if (typeof require === "function" && typeof self === "undefined") {
+  const { parentPort } = require("node:worker_threads");
+  post = (m) => parentPort.postMessage(m);
+  parentPort.on("message", onMessage);
+} else {
+  post = (m) => self.postMessage(m);
+  self.onmessage = (e) => onMessage(e.data);
+}
+`;
+
+/** One kernel call: an exported function of the module and its arguments. */
+export interface Task {
+  fn: string;
+  args: number[];
+}
+
+interface WorkerLike {
+  postMessage(message: unknown): void;
+  terminate(): unknown;
+}
+
+// A worker gets this long to report a call done before the call fails (a worker that never
+// started, or was killed, must not hang the caller forever).
+const WAIT_MS = 120_000;
+
+export class Pool {
+  /** Threads computing a call: the calling thread and the workers. */
+  readonly size: number;
+  readonly #workers: WorkerLike[];
+  readonly #control: Int32Array;
+  readonly #run: (task: Task) => void;
+  #failure: string | undefined;
+
+  constructor(workers: WorkerLike[], control: Int32Array, run: (task: Task) => void) {
+    this.#workers = workers;
+    this.#control = control;
+    this.#run = run;
+    this.size = workers.length + 1;
+  }
+
+  /** A worker died (an error event): from now on every call runs on the calling thread. */
+  fail(reason: string): void {
+    if (this.#failure === undefined) {
+      this.#failure = reason;
+      console.warn(
+        `wasm-attention: a worker failed (${reason}); computing on 1 thread from now on`,
+      );
+    }
+  }
+
+  /**
+   * Runs the tasks, tasks[0] on the calling thread and the others on workers, and returns when all
+   * are done. Where the calling thread may not block, runs them all on the calling thread.
+   */
+  runAll(op: string, tasks: Task[]): void {
+    if (tasks.length === 0) return;
+    if (tasks.length === 1 || !canBlock() || this.#failure !== undefined) {
+      for (const task of tasks) this.#run(task);
+      return;
+    }
+    const control = this.#control;
+    Atomics.store(control, 0, 0);
+    Atomics.store(control, 1, 0);
+    for (let i = 1; i < tasks.length; i++)
+      this.#workers[i - 1].postMessage({ type: "run", ...tasks[i] });
+    let mainError: unknown;
+    try {
+      this.#run(tasks[0]);
+    } catch (err) {
+      mainError = err;
+    }
+    const expected = tasks.length - 1;
+    const deadline = Date.now() + WAIT_MS;
+    for (let done = Atomics.load(control, 0); done < expected; done = Atomics.load(control, 0)) {
+      if (Date.now() > deadline || this.#failure !== undefined) {
+        throw workerError(op, this.#failure ?? `workers did not finish within ${WAIT_MS / 1000} s`);
+      }
+      Atomics.wait(control, 0, done, 100);
+    }
+    if (mainError) throw mainError;
+    if (Atomics.load(control, 1)) throw workerError(op, "a kernel call failed in a worker");
+  }
+
+  dispose(): void {
+    for (const worker of this.#workers) worker.terminate();
+  }
+}
+
+function workerError(op: string, reason: string): AttentionError {
+  return new AttentionError("WORKER_FAILED", `${op}: ${reason}`);
+}
+
+let blocking: boolean | undefined;
+
+/** Whether this thread may block in Atomics.wait (not a browser's main thread). */
+export function canBlock(): boolean {
+  if (blocking === undefined) {
+    try {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+      blocking = true;
+    } catch {
+      blocking = false;
+    }
+  }
+  return blocking;
+}
+
+type NodeWorkerModule = {
+  Worker: new (
+    source: string,
+    options: { eval: boolean },
+  ) => WorkerLike & {
+    unref(): void;
+    on(event: string, listener: (value: unknown) => void): void;
+  };
+};
+
+function nodeWorkers(): NodeWorkerModule | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } })
+    .process;
+  return proc?.getBuiltinModule?.("node:worker_threads") as NodeWorkerModule | undefined;
+}
+
+/** Why threads cannot run here, or undefined when they can. */
+export function threadsUnavailable(): string | undefined {
+  if (typeof SharedArrayBuffer === "undefined") return "SharedArrayBuffer is not available";
+  if (nodeWorkers()) return undefined;
+  const g = globalThis as { Worker?: unknown; crossOriginIsolated?: boolean };
+  if (typeof g.Worker !== "function") return "this runtime has no Worker";
+  if (g.crossOriginIsolated === false) return "the page is not cross-origin isolated (COOP/COEP)";
+  return undefined;
+}
+
+/** The number of threads "auto" means: the hardware's parallelism. */
+export function hardwareThreads(): number {
+  const os = (
+    globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } }
+  ).process?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+  const n =
+    os?.availableParallelism?.() ??
+    (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return Math.max(1, Math.min(16, n ?? 1));
+}
+
+/**
+ * Starts `threads − 1` workers on `module` and `memory`; `run` calls a kernel on the calling
+ * thread's instance. Workers never keep a Node process alive.
+ */
+export function createPool(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+  threads: number,
+  run: (task: Task) => void,
+): Pool {
+  const controlBuffer = new SharedArrayBuffer(8);
+  const workers: WorkerLike[] = [];
+  let pool: Pool | undefined;
+  const node = nodeWorkers();
+  for (let i = 1; i < threads; i++) {
+    let worker: WorkerLike;
+    if (node) {
+      const w = new node.Worker(WORKER_SOURCE, { eval: true });
+      w.unref();
+      w.on("error", (err) => pool?.fail(String((err as Error)?.message ?? err)));
+      worker = w;
+    } else {
+      const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+      const w = new Worker(url);
+      w.onerror = (event) => pool?.fail(event.message);
+      worker = w;
+    }
+    worker.postMessage({ type: "init", module, memory, control: controlBuffer });
+    workers.push(worker);
+  }
+  pool = new Pool(workers, new Int32Array(controlBuffer), run);
+  return pool;
+}
