@@ -325,11 +325,20 @@ export function buildMhaModel({ B, N, E, H }, weights) {
 // ---------------------------------------------------------------------------------------------
 // Session wrapper.
 
-/** Load a serialized model into an onnxruntime-web WASM session (1 thread, no worker proxy). */
+// Threads of every session of this process: ONNX Runtime Web reads the setting once, when its wasm
+// starts, so a benchmark that wants 2 threads calls setOrtThreads(2) before its first session.
+let ortThreads = 1;
+
+/** Sets the thread count of the sessions this process will create (call before the first one). */
+export function setOrtThreads(n) {
+  ortThreads = n;
+}
+
+/** Load a serialized model into an onnxruntime-web WASM session (no worker proxy). */
 async function createSession(model) {
   // Read when the WASM module is first initialized (i.e. on the first session creation), so set
   // them before every create: 1 thread, and run on the calling thread rather than a worker.
-  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.numThreads = ortThreads;
   ort.env.wasm.proxy = false;
   return ort.InferenceSession.create(model, {
     executionProviders: ["wasm"],
