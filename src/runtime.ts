@@ -111,7 +111,8 @@ export interface Kernels {
   /** Which build is running (read from the module itself). */
   build: Build;
   workspace: Workspace;
-  /** Address of the persistent parameter block shared by the ops (single-threaded). */
+  /** Address of the persistent parameter block of the ops: one call at a time fills it, and the
+   * pool's workers read it during that call. */
   params: number;
 }
 
