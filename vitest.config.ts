@@ -34,6 +34,8 @@ const NODE_ONLY = [
   "test/scalar-fallback.test.ts",
   "test/not-initialized.test.ts",
   "test/demo.test.ts",
+  "test/threads.browser.test.ts",
+  "test/threads.pool.test.ts",
 ];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const chromium = existsSync(CHROMIUM);
@@ -57,8 +59,13 @@ export default defineConfig({
         test: {
           name: "node",
           include: ["test/**/*.test.ts"],
-          // Bundled apps are checked in Chromium, so only where it is installed.
-          exclude: chromium ? [] : ["test/bundlers.test.ts"],
+          // Bundled apps are checked in Chromium, so only where it is installed; the browser's
+          // pool only in the browser.
+          exclude: [
+            ...(chromium ? [] : ["test/bundlers.test.ts"]),
+            "test/threads.browser.test.ts",
+            "test/threads.pool.test.ts",
+          ],
         },
       },
       {
@@ -76,7 +83,7 @@ export default defineConfig({
         test: {
           name: "node-threads",
           include: ["test/**/*.test.ts"],
-          exclude: NODE_ONLY,
+          exclude: NODE_ONLY.filter((f) => f !== "test/threads.pool.test.ts"),
           env: { WASM_ATTENTION_THREADS: "2" },
           setupFiles: ["test/setup/force-build.ts"],
         },
@@ -96,7 +103,7 @@ export default defineConfig({
               extends: true as const,
               test: {
                 name: "chromium",
-                include: NUMERIC_SUITES,
+                include: [...NUMERIC_SUITES, "test/threads.browser.test.ts"],
                 browser: {
                   enabled: true,
                   headless: true,

@@ -1,10 +1,10 @@
 // Checks the package as it will be published: packs it once (without re-running the build), then
 // publint and @arethetypeswrong/cli (ESM only) on the tarball, and a size budget: each .wasm at most
 // 64 KiB, the JavaScript (the workerd entry and its shared chunk, i.e. everything but the inlined
-// wasm) at most 56 KiB minified. Run after `npm run build`; part of `npm test`.
-// The JavaScript budget was 30 KiB before multi-head attention, the attention family and the
-// analysis helpers; they brought it to 49 KiB, most of it argument checks with messages that name
-// shapes.
+// wasm) at most 64 KiB minified. Run after `npm run build`; part of `npm test`.
+// The JavaScript budget was 30 KiB before multi-head attention, the attention family, the analysis
+// helpers and the worker pool; they brought it to 56 KiB, most of it argument checks with messages
+// that name shapes.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,7 +17,7 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 const KiB = 1024;
 const WASM_BUDGET = 64 * KiB;
-const JS_BUDGET = 56 * KiB;
+const JS_BUDGET = 64 * KiB;
 
 const dir = mkdtempSync(join(tmpdir(), "wasm-attention-pack-"));
 try {

@@ -12,11 +12,12 @@ export { AttentionError, type AttentionErrorCode } from "./errors.js";
 export { allocTensor, type Tensor, type WasmTensor } from "./tensor.js";
 export {
   scaledDotProductAttention,
+  scaledDotProductAttentionAsync,
   type ScaledDotProductAttentionOptions,
   type AttentionResult,
 } from "./sdpa.js";
 export { softmax } from "./softmax.js";
-export { linear } from "./linear.js";
+export { linear, linearAsync } from "./linear.js";
 export {
   MultiHeadAttention,
   type MultiHeadAttentionOptions,

@@ -70,6 +70,16 @@ export function withCall<T>(
   bytesNeeded: (kernels: Kernels) => number,
   body: (call: Call) => T,
 ): T {
+  const call = openCall(op, bytesNeeded);
+  try {
+    return body(call);
+  } finally {
+    call.release();
+  }
+}
+
+// A Call for `op` once `bytesNeeded` is known to fit in what wasm32 can still provide.
+function openCall(op: string, bytesNeeded: (kernels: Kernels) => number): Call {
   const k = kernels(op);
   const needed = bytesNeeded(k);
   const available = k.workspace.bytesAvailable();
@@ -80,16 +90,25 @@ export function withCall<T>(
         `can be provided within the 4 GiB wasm32 limit`,
     );
   }
-  const call = new Call(op, k);
-  try {
-    return body(call);
-  } finally {
-    call.release();
-  }
+  return new Call(op, k);
 }
 
 /** Workspace bytes an input takes: none for a WasmTensor read in place, else a copy. */
 export function stagedBytes(tensor: Tensor<Float32Array | Uint8Array>, kernels: Kernels): number {
   const inPlace = wasmAddress(tensor, kernels.workspace, "stagedBytes") !== undefined;
   return inPlace ? 0 : Workspace.blockSize(tensor.data.byteLength);
+}
+
+/** withCall for an asynchronous body: the call's buffers are given back when its promise settles. */
+export async function withCallAsync<T>(
+  op: string,
+  bytesNeeded: (kernels: Kernels) => number,
+  body: (call: Call) => Promise<T>,
+): Promise<T> {
+  const call = openCall(op, bytesNeeded);
+  try {
+    return await body(call);
+  } finally {
+    call.release();
+  }
 }

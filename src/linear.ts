@@ -1,7 +1,7 @@
 // linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
 
-import { type Call, stagedBytes, withCall } from "./call.js";
-import { gemmRows } from "./parallel.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
+import { gemmRows, gemmRowsAsync, runAsync } from "./parallel.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
@@ -15,41 +15,112 @@ const OP = "linear";
  * of out·in elements, or a Tensor of shape [out, in]), b [out] → y [..., out].
  */
 export function linear(x: Tensor, w: Float32Array | Tensor, b?: Float32Array): Tensor {
-  checkTensor(OP, "x", x, ["float32"]);
+  const p = planLinear(OP, x, w, b);
+  return withCall(
+    OP,
+    (k) => linearBytes(k, x, p),
+    (call) => {
+      const xPtr = call.inputF32(x, "x");
+      const biasPtr = b ? call.inputF32({ data: b, shape: [p.outFeatures] }, "b") : 0;
+      const yPtr = project(call, xPtr, p.rows, p.weights, biasPtr);
+      return { data: call.outputF32(yPtr, p.rows * p.outFeatures), shape: p.shape };
+    },
+  );
+}
+
+/**
+ * linear that never blocks the calling thread: with a worker pool (`init({ threads })`) the
+ * weights are packed and the rows computed by the workers. Without a pool it computes on the
+ * calling thread. Bad arguments reject with the same AttentionError.
+ */
+export async function linearAsync(
+  x: Tensor,
+  w: Float32Array | Tensor,
+  b?: Float32Array,
+): Promise<Tensor> {
+  const op = `${OP}Async`;
+  const p = planLinear(op, x, w, b);
+  return withCallAsync(
+    op,
+    (k) => linearBytes(k, x, p),
+    async (call) => {
+      const { exports } = call.kernels;
+      const { rows, inFeatures, outFeatures } = p;
+      const xPtr = call.inputF32(x, "x");
+      const biasPtr = b ? call.inputF32({ data: b, shape: [outFeatures] }, "b") : 0;
+      const wPtr = call.inputF32(p.weights, "weights");
+      const packed = call.alloc(
+        exports.packedWeightsBytes(outFeatures, inFeatures),
+        "packed weights",
+      );
+      await runAsync(call, [
+        { fn: "packWeights", args: [wPtr, outFeatures, inFeatures, inFeatures, packed] },
+      ]);
+      const yPtr = call.alloc(rows * outFeatures * 4, "projection");
+      await gemmRowsAsync(
+        call,
+        xPtr,
+        rows,
+        inFeatures,
+        inFeatures,
+        packed,
+        outFeatures,
+        biasPtr,
+        yPtr,
+        outFeatures,
+      );
+      return { data: call.outputF32(yPtr, rows * outFeatures), shape: p.shape };
+    },
+  );
+}
+
+interface LinearPlan {
+  weights: Tensor;
+  rows: number;
+  inFeatures: number;
+  outFeatures: number;
+  shape: number[];
+  bias: boolean;
+}
+
+function planLinear(op: string, x: Tensor, w: Float32Array | Tensor, b?: Float32Array): LinearPlan {
+  checkTensor(op, "x", x, ["float32"]);
   if (x.shape.length < 1) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${OP}: x must have rank >= 1 [..., in], got shape []`,
+      `${op}: x must have rank >= 1 [..., in], got shape []`,
     );
   }
   const inFeatures = x.shape[x.shape.length - 1];
-  const weights = weightTensor(OP, "w", w, inFeatures);
+  const weights = weightTensor(op, "w", w, inFeatures);
   const outFeatures = weights.shape[0];
   if (b !== undefined) {
     if (!(b instanceof Float32Array)) {
-      throw new AttentionError("BAD_DTYPE", `${OP}: b must be a Float32Array, got ${describe(b)}`);
+      throw new AttentionError("BAD_DTYPE", `${op}: b must be a Float32Array, got ${describe(b)}`);
     }
     if (b.length !== outFeatures) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${OP}: b has shape [${b.length}] but must be [out] = [${outFeatures}]`,
+        `${op}: b has shape [${b.length}] but must be [out] = [${outFeatures}]`,
       );
     }
   }
   const rows = product(x.shape.slice(0, -1));
-  const shape = [...x.shape.slice(0, -1), outFeatures];
-  return withCall(
-    OP,
-    (k) =>
-      stagedBytes(x, k) +
-      projectionBytes(k, weights, rows) +
-      (b ? Workspace.blockSize(outFeatures * 4) : 0),
-    (call) => {
-      const xPtr = call.inputF32(x, "x");
-      const biasPtr = b ? call.inputF32({ data: b, shape: [outFeatures] }, "b") : 0;
-      const yPtr = project(call, xPtr, rows, weights, biasPtr);
-      return { data: call.outputF32(yPtr, rows * outFeatures), shape };
-    },
+  return {
+    weights,
+    rows,
+    inFeatures,
+    outFeatures,
+    shape: [...x.shape.slice(0, -1), outFeatures],
+    bias: b !== undefined,
+  };
+}
+
+function linearBytes(k: Kernels, x: Tensor, p: LinearPlan): number {
+  return (
+    stagedBytes(x, k) +
+    projectionBytes(k, p.weights, p.rows) +
+    (p.bias ? Workspace.blockSize(p.outFeatures * 4) : 0)
   );
 }
 

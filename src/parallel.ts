@@ -37,6 +37,27 @@ export function attendHeads(
   run(call, tasks);
 }
 
+/** attendHeads on the pool's workers, without blocking the calling thread. */
+export async function attendHeadsAsync(
+  call: Call,
+  params: number,
+  scratchBytes: number,
+  heads: number,
+): Promise<void> {
+  const workers = call.kernels.pool?.workers ?? 0;
+  const threads = Math.max(1, Math.min(workers, heads));
+  const tasks: Task[] = [];
+  for (let t = 0; t < threads; t++) {
+    const begin = Math.floor((t * heads) / threads);
+    const end = Math.floor(((t + 1) * heads) / threads);
+    tasks.push({
+      fn: "sdpaForward",
+      args: [params, call.alloc(scratchBytes, "scratch"), begin, end],
+    });
+  }
+  await runAsync(call, tasks);
+}
+
 /** y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · Wᵀ + bias, W packed (gemm layout). */
 export function gemmRows(
   call: Call,
@@ -76,6 +97,54 @@ export function gemmRows(
     });
   }
   run(call, tasks);
+}
+
+/** gemmRows on the pool's workers, without blocking the calling thread. */
+export async function gemmRowsAsync(
+  call: Call,
+  x: number,
+  m: number,
+  k: number,
+  ldx: number,
+  packed: number,
+  n: number,
+  bias: number,
+  y: number,
+  ldy: number,
+): Promise<void> {
+  const scratchBytes = call.kernels.exports.gemmScratchBytes();
+  const threads = Math.max(1, Math.min(call.kernels.pool?.workers ?? 0, Math.ceil(m / GEMM_MR)));
+  const tasks: Task[] = [];
+  for (let t = 0; t < threads; t++) {
+    const begin = Math.floor((t * m) / threads / GEMM_MR) * GEMM_MR;
+    const end = t === threads - 1 ? m : Math.floor(((t + 1) * m) / threads / GEMM_MR) * GEMM_MR;
+    if (end <= begin) continue;
+    const scratch = call.alloc(scratchBytes, "gemm scratch");
+    tasks.push({
+      fn: "gemm",
+      args: [
+        x + begin * ldx * 4,
+        end - begin,
+        k,
+        ldx,
+        packed,
+        n,
+        bias,
+        y + begin * ldy * 4,
+        ldy,
+        scratch,
+      ],
+    });
+  }
+  await runAsync(call, tasks);
+}
+
+/** Runs tasks on the workers (the calling thread when there are none). */
+export function runAsync(call: Call, tasks: Task[]): Promise<void> {
+  const pool = call.kernels.pool;
+  if (pool) return pool.runAllAsync(call.op, tasks);
+  run(call, tasks);
+  return Promise.resolve();
 }
 
 function run(call: Call, tasks: Task[]): void {

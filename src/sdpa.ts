@@ -1,8 +1,8 @@
 // scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
 
 import * as P from "../assembly/shared.js";
-import { type Call, stagedBytes, withCall } from "./call.js";
-import { attendHeads } from "./parallel.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
+import { attendHeads, attendHeadsAsync } from "./parallel.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
@@ -118,40 +118,87 @@ export function scaledDotProductAttention(
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
   const plan = planSdpa(q, k, v, options);
-  const out = options.out;
   return withCall(
     OP,
-    (kernels) =>
-      stagedBytes(q, kernels) +
-      stagedBytes(k, kernels) +
-      stagedBytes(v, kernels) +
-      Workspace.blockSize(plan.B * plan.H * plan.Nq * plan.Dv * 4) +
-      attentionBytes(kernels, plan),
+    (kernels) => sdpaBytes(kernels, q, k, v, plan),
     (call) => {
-      const { B, H, Hkv, Nq, Nk, D, Dv } = plan;
-      const ws = call.workspace;
-      // An `out` that views WASM memory is written in place. Decide before anything is
-      // allocated: growing memory detaches such a view.
-      const outInPlace = out !== undefined && out.buffer === ws.buffer;
-      const outLength = B * H * Nq * Dv;
-      const outPtr = outInPlace ? out.byteOffset : call.alloc(outLength * 4, "output");
-      const result = runAttention(call, plan, {
-        q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
-        k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
-        v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
-        out: contiguousOperand(outPtr, H, Nq, Dv),
-      });
-      let data: Float32Array;
-      if (!outInPlace) data = call.outputF32(outPtr, outLength, out);
-      else if (out.buffer === ws.buffer) data = out;
-      else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
-      const lead = q.shape.slice(0, -2);
-      const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
-      if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
-      if (result.lse) output.lse = { data: result.lse, shape: [...lead, Nq] };
-      return output;
+      const staged = stageSdpa(call, plan, q, k, v, options.out);
+      return staged.finish(runAttention(call, plan, staged.operands));
     },
   );
+}
+
+/**
+ * scaledDotProductAttention that never blocks the calling thread: with a worker pool
+ * (`init({ threads })`) the heads are computed by the workers, so a browser page stays responsive
+ * and still uses every core. Without a pool it computes on the calling thread. Bad arguments reject
+ * with the same AttentionError.
+ */
+export async function scaledDotProductAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: ScaledDotProductAttentionOptions = {},
+): Promise<AttentionResult> {
+  const plan = planSdpa(q, k, v, options);
+  return withCallAsync(
+    `${OP}Async`,
+    (kernels) => sdpaBytes(kernels, q, k, v, plan),
+    async (call) => {
+      const staged = stageSdpa(call, plan, q, k, v, options.out);
+      return staged.finish(await runAttentionAsync(call, plan, staged.operands));
+    },
+  );
+}
+
+function sdpaBytes(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan): number {
+  return (
+    stagedBytes(q, kernels) +
+    stagedBytes(k, kernels) +
+    stagedBytes(v, kernels) +
+    Workspace.blockSize(plan.B * plan.H * plan.Nq * plan.Dv * 4) +
+    Workspace.blockSize(P.SDPA_PARAMS_BYTES) +
+    attentionBytes(kernels, plan)
+  );
+}
+
+// Stages q, k, v and the output of a call; `finish` turns the kernel's results into the op's.
+function stageSdpa(
+  call: Call,
+  plan: AttentionPlan,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Float32Array | undefined,
+): {
+  operands: AttentionOperands;
+  finish(result: { weights?: Float32Array; lse?: Float32Array }): AttentionResult;
+} {
+  const { B, H, Hkv, Nq, Nk, D, Dv } = plan;
+  const ws = call.workspace;
+  // An `out` that views WASM memory is written in place. Decide before anything is allocated:
+  // growing memory detaches such a view.
+  const outInPlace = out !== undefined && out.buffer === ws.buffer;
+  const outLength = B * H * Nq * Dv;
+  const outPtr = outInPlace ? out.byteOffset : call.alloc(outLength * 4, "output");
+  const operands: AttentionOperands = {
+    q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
+    k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
+    v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
+    out: contiguousOperand(outPtr, H, Nq, Dv),
+  };
+  const finish = (result: { weights?: Float32Array; lse?: Float32Array }): AttentionResult => {
+    let data: Float32Array;
+    if (!outInPlace) data = call.outputF32(outPtr, outLength, out);
+    else if (out.buffer === ws.buffer) data = out;
+    else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
+    const lead = q.shape.slice(0, -2);
+    const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
+    if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
+    if (result.lse) output.lse = { data: result.lse, shape: [...lead, Nq] };
+    return output;
+  };
+  return { operands, finish };
 }
 
 function planSdpa(
@@ -412,7 +459,36 @@ export function runAttention(
   p: AttentionPlan,
   operands: AttentionOperands,
 ): { weights?: Float32Array; lse?: Float32Array } {
-  const { exports, params } = call.kernels;
+  const { params } = call.kernels;
+  const done = setUpAttention(call, p, operands, params);
+  attendHeads(call, params, done.scratchBytes, p.B * p.H, p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv));
+  return done.results();
+}
+
+/**
+ * runAttention that never blocks the calling thread: the heads are computed by the pool's workers
+ * (on the calling thread only when there is no pool). The call has its own parameter block, so
+ * other calls may run meanwhile.
+ */
+export async function runAttentionAsync(
+  call: Call,
+  p: AttentionPlan,
+  operands: AttentionOperands,
+): Promise<{ weights?: Float32Array; lse?: Float32Array }> {
+  const params = call.alloc(P.SDPA_PARAMS_BYTES, "parameters");
+  const done = setUpAttention(call, p, operands, params);
+  await attendHeadsAsync(call, params, done.scratchBytes, p.B * p.H);
+  return done.results();
+}
+
+// Stages what the kernel needs besides the operands and fills the parameter block at `params`.
+function setUpAttention(
+  call: Call,
+  p: AttentionPlan,
+  operands: AttentionOperands,
+  params: number,
+): { scratchBytes: number; results(): { weights?: Float32Array; lse?: Float32Array } } {
+  const { exports } = call.kernels;
   const ws = call.workspace;
   const weightsLength = p.B * p.H * p.Nq * p.Nk;
   const weightsPtr = p.returnWeights ? call.alloc(weightsLength * 4, "weights") : 0;
@@ -483,16 +559,11 @@ export function runAttention(
   set(P.SDPA_GLOBAL_KEYS, globalKeysPtr);
   set(P.SDPA_GLOBAL_ROWS, globalRowsPtr);
 
-  attendHeads(
-    call,
-    params,
-    exports.sdpaScratchBytes(p.D, p.Dv, p.Nk),
-    p.B * p.H,
-    p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv),
-  );
-
   return {
-    weights: p.returnWeights ? call.outputF32(weightsPtr, weightsLength) : undefined,
-    lse: p.returnLse ? call.outputF32(lsePtr, p.B * p.H * p.Nq) : undefined,
+    scratchBytes: exports.sdpaScratchBytes(p.D, p.Dv, p.Nk),
+    results: () => ({
+      weights: p.returnWeights ? call.outputF32(weightsPtr, weightsLength) : undefined,
+      lse: p.returnLse ? call.outputF32(lsePtr, p.B * p.H * p.Nq) : undefined,
+    }),
   };
 }

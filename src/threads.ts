@@ -25,11 +25,14 @@ function onMessage(m) {
     exports[m.fn].apply(null, m.args);
   } catch (e) {
     error = String((e && e.message) || e);
-    Atomics.store(control, 1, 1);
+    if (m.id === undefined) Atomics.store(control, 1, 1);
   }
-  Atomics.add(control, 0, 1);
-  Atomics.notify(control, 0);
-  if (error) post({ type: "error", error });
+  if (m.id === undefined) {
+    Atomics.add(control, 0, 1);
+    Atomics.notify(control, 0);
+  } else {
+    post({ type: "done", id: m.id, error });
+  }
 }
 if (typeof require === "function" && typeof self === "undefined") {
   const { parentPort } = require("node:worker_threads");
@@ -40,6 +43,13 @@ if (typeof require === "function" && typeof self === "undefined") {
   self.onmessage = (e) => onMessage(e.data);
 }
 `;
+
+interface Pending {
+  remaining: number;
+  error?: string;
+  resolve(): void;
+  reject(err: unknown): void;
+}
 
 /** One kernel call: an exported function of the module and its arguments. */
 export interface Task {
@@ -62,6 +72,8 @@ export class Pool {
   readonly #workers: WorkerLike[];
   readonly #control: Int32Array;
   readonly #run: (task: Task) => void;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
   #failure: string | undefined;
 
   constructor(workers: WorkerLike[], control: Int32Array, run: (task: Task) => void) {
@@ -112,6 +124,45 @@ export class Pool {
     }
     if (mainError) throw mainError;
     if (Atomics.load(control, 1)) throw workerError(op, "a kernel call failed in a worker");
+  }
+
+  /** Routes a worker's "done" message of an asynchronous call. */
+  receive(message: { type: string; id?: number; error?: string | null }): void {
+    if (message.type !== "done" || message.id === undefined) return;
+    const pending = this.#pending.get(message.id);
+    if (!pending) return;
+    if (message.error) pending.error ??= message.error;
+    if (--pending.remaining > 0) return;
+    this.#pending.delete(message.id);
+    if (pending.error) pending.reject(pending.error);
+    else pending.resolve();
+  }
+
+  /**
+   * Runs the tasks on the workers without blocking the calling thread (on the calling thread
+   * itself only when the pool has no usable worker); resolves when all are done.
+   */
+  runAllAsync(op: string, tasks: Task[]): Promise<void> {
+    if (this.#workers.length === 0 || this.#failure !== undefined) {
+      for (const task of tasks) this.#run(task);
+      return Promise.resolve();
+    }
+    const id = this.#nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.set(id, {
+        remaining: tasks.length,
+        resolve,
+        reject: (err) => reject(workerError(op, String(err))),
+      });
+      tasks.forEach((task, i) => {
+        this.#workers[i % this.#workers.length].postMessage({ type: "run", id, ...task });
+      });
+    });
+  }
+
+  /** Workers that can take tasks besides the calling thread. */
+  get workers(): number {
+    return this.#failure === undefined ? this.#workers.length : 0;
   }
 
   dispose(): void {
@@ -195,11 +246,13 @@ export function createPool(
       const w = new node.Worker(WORKER_SOURCE, { eval: true });
       w.unref();
       w.on("error", (err) => pool?.fail(String((err as Error)?.message ?? err)));
+      w.on("message", (m) => pool?.receive(m as { type: string }));
       worker = w;
     } else {
       const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
       const w = new Worker(url);
       w.onerror = (event) => pool?.fail(event.message);
+      w.onmessage = (event) => pool?.receive(event.data as { type: string });
       worker = w;
     }
     worker.postMessage({ type: "init", module, memory, control: controlBuffer });
