@@ -36,6 +36,7 @@ const NODE_ONLY = [
   "test/demo.test.ts",
   "test/threads.browser.test.ts",
   "test/threads.pool.test.ts",
+  "test/page.test.ts",
 ];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const chromium = existsSync(CHROMIUM);
@@ -62,7 +63,7 @@ export default defineConfig({
           // Bundled apps are checked in Chromium, so only where it is installed; the browser's
           // pool only in the browser.
           exclude: [
-            ...(chromium ? [] : ["test/bundlers.test.ts"]),
+            ...(chromium ? [] : ["test/bundlers.test.ts", "test/page.test.ts"]),
             "test/threads.browser.test.ts",
             "test/threads.pool.test.ts",
           ],
