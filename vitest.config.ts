@@ -23,6 +23,7 @@ const NUMERIC_SUITES = [
   "test/pooling.test.ts",
   "test/reliability.test.ts",
   "test/analysis.test.ts",
+  "test/backward.test.ts",
   "test/threads.test.ts",
 ];
 // Suites that need the real Node process or an uninitialised module run only in the "node" project;

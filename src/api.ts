@@ -17,6 +17,11 @@ export {
   type AttentionResult,
 } from "./sdpa.js";
 export { softmax } from "./softmax.js";
+export {
+  linearBackward,
+  scaledDotProductAttentionBackward,
+  type BackwardOptions,
+} from "./backward.js";
 export { linear, linearAsync } from "./linear.js";
 export {
   MultiHeadAttention,

@@ -44,6 +44,16 @@ export interface KernelExports {
     maskStrideK: number,
   ): void;
   tanhInPlace(ptr: number, n: number): void;
+  sdpaBackwardScratchBytes(keys: number): number;
+  sdpaBackward(
+    params: number,
+    scratch: number,
+    gradOut: number,
+    lse: number,
+    dq: number,
+    dk: number,
+    dv: number,
+  ): void;
   hardAttentionScratchBytes(nk: number, topK: number): number;
   hardAttention(
     q: number,

@@ -481,8 +481,8 @@ export async function runAttentionAsync(
   return done.results();
 }
 
-// Stages what the kernel needs besides the operands and fills the parameter block at `params`.
-function setUpAttention(
+/** Stages what the kernel needs besides the operands and fills the parameter block at `params`. */
+export function setUpAttention(
   call: Call,
   p: AttentionPlan,
   operands: AttentionOperands,
