@@ -57,18 +57,17 @@ export async function linearAsync(
         { fn: "packWeights", args: [wPtr, outFeatures, inFeatures, inFeatures, packed] },
       ]);
       const yPtr = call.alloc(rows * outFeatures * 4, "projection");
-      await gemmRowsAsync(
-        call,
-        xPtr,
-        rows,
-        inFeatures,
-        inFeatures,
+      await gemmRowsAsync(call, {
+        x: xPtr,
+        m: rows,
+        k: inFeatures,
+        ldx: inFeatures,
         packed,
-        outFeatures,
-        biasPtr,
-        yPtr,
-        outFeatures,
-      );
+        n: outFeatures,
+        bias: biasPtr,
+        y: yPtr,
+        ldy: outFeatures,
+      });
       return { data: call.outputF32(yPtr, rows * outFeatures), shape: p.shape };
     },
   );
@@ -152,18 +151,17 @@ export function project(
   const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed weights");
   exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
   const yPtr = call.alloc(rows * outFeatures * 4, "projection");
-  gemmRows(
-    call,
-    xPtr,
-    rows,
-    inFeatures,
-    inFeatures,
+  gemmRows(call, {
+    x: xPtr,
+    m: rows,
+    k: inFeatures,
+    ldx: inFeatures,
     packed,
-    outFeatures,
-    biasPtr,
-    yPtr,
-    outFeatures,
-  );
+    n: outFeatures,
+    bias: biasPtr,
+    y: yPtr,
+    ldy: outFeatures,
+  });
   return yPtr;
 }
 

@@ -262,7 +262,18 @@ export class MultiHeadAttention {
 
   // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b, on the pool if any.
   #project(call: Call, p: Projection, x: number, rows: number, y: number, ldy: number): void {
-    gemmRows(call, x, rows, p.inFeatures, p.inFeatures, p.packed, p.outFeatures, p.bias, y, ldy);
+    const { inFeatures, outFeatures, packed, bias } = p;
+    gemmRows(call, {
+      x,
+      m: rows,
+      k: inFeatures,
+      ldx: inFeatures,
+      packed,
+      n: outFeatures,
+      bias,
+      y,
+      ldy,
+    });
   }
 
   #planForward(

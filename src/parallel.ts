@@ -1,19 +1,45 @@
 // Splitting kernel calls across the worker pool (src/threads.ts): attention by (batch, head), the
 // GEMM by rows. Each thread gets its own scratch; outputs are disjoint, so results do not depend on
-// the number of threads. Small calls stay on the calling thread: handing work to a worker costs
-// tens of microseconds.
+// the number of threads. Small synchronous calls stay on the calling thread: handing work to a
+// worker costs tens of microseconds. Asynchronous calls give everything to the workers.
 
 import { GEMM_MR } from "../assembly/shared.js";
 import type { Call } from "./call.js";
 import type { Task } from "./threads.js";
 
-// Below this many multiply-adds a call runs on the calling thread alone.
+// Below this many multiply-adds a synchronous call runs on the calling thread alone.
 const MIN_PARALLEL_WORK = 1 << 20;
 
-function threadsFor(call: Call, work: number, units: number): number {
+/** Threads for a synchronous call: the pool when the work is worth it. */
+function syncThreads(call: Call, work: number, units: number): number {
   const pool = call.kernels.pool;
   if (!pool || work < MIN_PARALLEL_WORK) return 1;
   return Math.max(1, Math.min(pool.size, units));
+}
+
+/** Threads for an asynchronous call: the workers (the calling thread only without a pool). */
+function asyncThreads(call: Call, units: number): number {
+  return Math.max(1, Math.min(call.kernels.pool?.workers ?? 0, units));
+}
+
+// sdpaForward over heads 0..heads−1 in `threads` contiguous ranges.
+function headTasks(
+  call: Call,
+  params: number,
+  scratchBytes: number,
+  heads: number,
+  threads: number,
+): Task[] {
+  const tasks: Task[] = [];
+  for (let t = 0; t < threads; t++) {
+    const begin = Math.floor((t * heads) / threads);
+    const end = Math.floor(((t + 1) * heads) / threads);
+    tasks.push({
+      fn: "sdpaForward",
+      args: [params, call.alloc(scratchBytes, "scratch"), begin, end],
+    });
+  }
+  return tasks;
 }
 
 /** sdpaForward over (batch, head) pairs 0..heads−1 of the call described at `params`. */
@@ -24,17 +50,7 @@ export function attendHeads(
   heads: number,
   work: number,
 ): void {
-  const threads = threadsFor(call, work, heads);
-  const tasks: Task[] = [];
-  for (let t = 0; t < threads; t++) {
-    const begin = Math.floor((t * heads) / threads);
-    const end = Math.floor(((t + 1) * heads) / threads);
-    tasks.push({
-      fn: "sdpaForward",
-      args: [params, call.alloc(scratchBytes, "scratch"), begin, end],
-    });
-  }
-  run(call, tasks);
+  run(call, headTasks(call, params, scratchBytes, heads, syncThreads(call, work, heads)));
 }
 
 /** attendHeads on the pool's workers, without blocking the calling thread. */
@@ -44,102 +60,52 @@ export async function attendHeadsAsync(
   scratchBytes: number,
   heads: number,
 ): Promise<void> {
-  const workers = call.kernels.pool?.workers ?? 0;
-  const threads = Math.max(1, Math.min(workers, heads));
-  const tasks: Task[] = [];
-  for (let t = 0; t < threads; t++) {
-    const begin = Math.floor((t * heads) / threads);
-    const end = Math.floor(((t + 1) * heads) / threads);
-    tasks.push({
-      fn: "sdpaForward",
-      args: [params, call.alloc(scratchBytes, "scratch"), begin, end],
-    });
-  }
-  await runAsync(call, tasks);
+  await runAsync(call, headTasks(call, params, scratchBytes, heads, asyncThreads(call, heads)));
 }
 
-/** y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · Wᵀ + bias, W packed (gemm layout). */
-export function gemmRows(
-  call: Call,
-  x: number,
-  m: number,
-  k: number,
-  ldx: number,
-  packed: number,
-  n: number,
-  bias: number,
-  y: number,
-  ldy: number,
-): void {
+/** The rows and depth of a GEMM: y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · Wᵀ + bias. */
+export interface GemmCall {
+  x: number;
+  m: number;
+  k: number;
+  ldx: number;
+  packed: number;
+  n: number;
+  bias: number;
+  y: number;
+  ldy: number;
+}
+
+// The GEMM in `threads` row ranges of whole micro-tiles.
+function gemmTasks(call: Call, g: GemmCall, threads: number): Task[] {
   const scratchBytes = call.kernels.exports.gemmScratchBytes();
-  const threads = threadsFor(call, m * n * k, Math.ceil(m / GEMM_MR));
   const tasks: Task[] = [];
   for (let t = 0; t < threads; t++) {
-    // Row ranges in whole micro-tiles.
-    const begin = Math.floor((t * m) / threads / GEMM_MR) * GEMM_MR;
-    const end = t === threads - 1 ? m : Math.floor(((t + 1) * m) / threads / GEMM_MR) * GEMM_MR;
+    const begin = Math.floor((t * g.m) / threads / GEMM_MR) * GEMM_MR;
+    const end = t === threads - 1 ? g.m : Math.floor(((t + 1) * g.m) / threads / GEMM_MR) * GEMM_MR;
     if (end <= begin) continue;
     const scratch = call.alloc(scratchBytes, "gemm scratch");
+    const x = g.x + begin * g.ldx * 4;
+    const y = g.y + begin * g.ldy * 4;
     tasks.push({
       fn: "gemm",
-      args: [
-        x + begin * ldx * 4,
-        end - begin,
-        k,
-        ldx,
-        packed,
-        n,
-        bias,
-        y + begin * ldy * 4,
-        ldy,
-        scratch,
-      ],
+      args: [x, end - begin, g.k, g.ldx, g.packed, g.n, g.bias, y, g.ldy, scratch],
     });
   }
-  run(call, tasks);
+  return tasks;
+}
+
+/** A GEMM (W packed in the gemm layout), split by rows across the pool when worth it. */
+export function gemmRows(call: Call, g: GemmCall): void {
+  run(call, gemmTasks(call, g, syncThreads(call, g.m * g.n * g.k, Math.ceil(g.m / GEMM_MR))));
 }
 
 /** gemmRows on the pool's workers, without blocking the calling thread. */
-export async function gemmRowsAsync(
-  call: Call,
-  x: number,
-  m: number,
-  k: number,
-  ldx: number,
-  packed: number,
-  n: number,
-  bias: number,
-  y: number,
-  ldy: number,
-): Promise<void> {
-  const scratchBytes = call.kernels.exports.gemmScratchBytes();
-  const threads = Math.max(1, Math.min(call.kernels.pool?.workers ?? 0, Math.ceil(m / GEMM_MR)));
-  const tasks: Task[] = [];
-  for (let t = 0; t < threads; t++) {
-    const begin = Math.floor((t * m) / threads / GEMM_MR) * GEMM_MR;
-    const end = t === threads - 1 ? m : Math.floor(((t + 1) * m) / threads / GEMM_MR) * GEMM_MR;
-    if (end <= begin) continue;
-    const scratch = call.alloc(scratchBytes, "gemm scratch");
-    tasks.push({
-      fn: "gemm",
-      args: [
-        x + begin * ldx * 4,
-        end - begin,
-        k,
-        ldx,
-        packed,
-        n,
-        bias,
-        y + begin * ldy * 4,
-        ldy,
-        scratch,
-      ],
-    });
-  }
-  await runAsync(call, tasks);
+export async function gemmRowsAsync(call: Call, g: GemmCall): Promise<void> {
+  await runAsync(call, gemmTasks(call, g, asyncThreads(call, Math.ceil(g.m / GEMM_MR))));
 }
 
-/** Runs tasks on the workers (the calling thread when there are none). */
+/** Runs tasks on the workers (on the calling thread when there are none). */
 export function runAsync(call: Call, tasks: Task[]): Promise<void> {
   const pool = call.kernels.pool;
   if (pool) return pool.runAllAsync(call.op, tasks);

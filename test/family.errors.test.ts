@@ -18,6 +18,7 @@ import {
   type Tensor,
 } from "../src/index";
 import { kernels } from "../src/runtime";
+import { bad, expectUntouched, snapshot, thrown } from "./helpers/errors";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng, uniform, type Rng } from "./helpers/random";
 import {
@@ -32,46 +33,6 @@ const TOL: Tolerance = { atol: 2e-5, rtol: 2e-4 };
 beforeAll(async () => {
   await init();
 });
-
-/** Anything, typed as whatever the API wants: the point is what it does with wrong input. */
-function bad<T>(value: unknown): T {
-  return value as T;
-}
-
-/** WASM memory as seen from outside: bytes in use, size, and a copy of every byte. */
-function snapshot(): { inUse: number; size: number; bytes: Uint8Array } {
-  const { workspace, exports } = kernels("test");
-  return {
-    inUse: workspace.bytesInUse,
-    size: exports.memory.buffer.byteLength,
-    bytes: new Uint8Array(exports.memory.buffer).slice(),
-  };
-}
-
-/** Memory is exactly as in `before`: nothing allocated, grown or written. */
-function expectUntouched(before: ReturnType<typeof snapshot>): void {
-  const now = snapshot();
-  expect(now.inUse, "bytesInUse").toBe(before.inUse);
-  expect(now.size, "memory size").toBe(before.size);
-  const a = Buffer.from(now.bytes.buffer);
-  const b = Buffer.from(before.bytes.buffer);
-  if (!a.equals(b)) {
-    let i = 0;
-    while (i < a.length && a[i] === b[i]) i++;
-    expect.fail(`WASM memory was written (first changed byte at ${i})`);
-  }
-}
-
-function thrown(fn: () => unknown): AttentionError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected an AttentionError, got ${String(err)}`).toBeInstanceOf(AttentionError);
-  return err as AttentionError;
-}
 
 // ---- Valid inputs to start from: B = 2, Nq = 3, Nk = 5, Dq = 4, Dk = 6, Dv = 3, A = 7 ----
 
