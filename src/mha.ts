@@ -6,8 +6,8 @@
 // projections through strides (head h is columns h·hd..(h+1)·hd) and writes its output in the same
 // concatenated layout, which the output projection then reads: no transposes anywhere.
 
-import { type Call, stagedBytes, withCall } from "./call.js";
-import { gemmRows } from "./parallel.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
+import { gemmRows, gemmRowsAsync, type GemmCall } from "./parallel.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
@@ -17,11 +17,14 @@ import {
   attentionBytes,
   planAttention,
   runAttention,
+  runAttentionAsync,
+  type AttentionOperands,
   type AttentionPlan,
   type Operand,
 } from "./sdpa.js";
 import { checkTensor, describe, type Tensor } from "./tensor.js";
 import { Workspace } from "./workspace.js";
+import * as P from "../assembly/shared.js";
 
 /** Weights in PyTorch `nn.MultiheadAttention`'s layout: each matrix (out_features, in_features). */
 export interface MultiHeadAttentionWeights {
@@ -102,6 +105,7 @@ export class MultiHeadAttention {
   readonly #blocks: number[] = [];
   readonly #caches = new Set<KVCache>();
   #disposed = false;
+  #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
   constructor(options: MultiHeadAttentionOptions) {
     if (typeof options !== "object" || options === null) {
@@ -182,12 +186,47 @@ export class MultiHeadAttention {
     options: MultiHeadAttentionForwardOptions = {},
   ): { output: Tensor; weights?: Tensor } {
     this.#checkLive(FORWARD);
-    const call = this.#planForward(query, key ?? query, value ?? query, options);
-    return withCall(
-      FORWARD,
-      (k) => call.bytes(k),
-      (c) => call.run(c),
-    );
+    const plan = this.#planForward(FORWARD, query, key ?? query, value ?? query, options);
+    return withCall(FORWARD, plan.bytes, (call) => {
+      const steps = plan.steps(call);
+      for (let s = steps.next(); ; s = steps.next()) {
+        if (s.done) return s.value;
+        const step = s.value;
+        if (step.gemm) gemmRows(call, step.gemm);
+        else step.result = runAttention(call, step.plan, step.operands);
+      }
+    });
+  }
+
+  /**
+   * forward() that never blocks the calling thread: with a worker pool (`init({ threads })`) the
+   * projections and the attention are computed by the workers. Without a pool it computes on the
+   * calling thread. A cache must not be used by another call until the promise settles; dispose()
+   * while calls are pending frees the weights once they have settled.
+   */
+  async forwardAsync(
+    query: Tensor,
+    key?: Tensor,
+    value?: Tensor,
+    options: MultiHeadAttentionForwardOptions = {},
+  ): Promise<{ output: Tensor; weights?: Tensor }> {
+    const op = `${FORWARD}Async`;
+    this.#checkLive(op);
+    const plan = this.#planForward(op, query, key ?? query, value ?? query, options);
+    this.#pending++;
+    try {
+      return await withCallAsync(op, plan.bytes, async (call) => {
+        const steps = plan.steps(call);
+        for (let s = steps.next(); ; s = steps.next()) {
+          if (s.done) return s.value;
+          const step = s.value;
+          if (step.gemm) await gemmRowsAsync(call, step.gemm);
+          else step.result = await runAttentionAsync(call, step.plan, step.operands);
+        }
+      });
+    } finally {
+      if (--this.#pending === 0 && this.#disposed) this.#release();
+    }
   }
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
@@ -218,6 +257,10 @@ export class MultiHeadAttention {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    if (this.#pending === 0) this.#release();
+  }
+
+  #release(): void {
     for (const cache of [...this.#caches]) cache.dispose();
     this.#caches.clear();
     this.#freeBlocks();
@@ -260,45 +303,34 @@ export class MultiHeadAttention {
     return { packed, bias: biasPtr, outFeatures, inFeatures };
   }
 
-  // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b, on the pool if any.
-  #project(call: Call, p: Projection, x: number, rows: number, y: number, ldy: number): void {
-    const { inFeatures, outFeatures, packed, bias } = p;
-    gemmRows(call, {
-      x,
-      m: rows,
-      k: inFeatures,
-      ldx: inFeatures,
-      packed,
-      n: outFeatures,
-      bias,
-      y,
-      ldy,
-    });
-  }
-
+  // Checks the arguments of a forward call and plans it: its workspace bytes and its steps.
   #planForward(
+    op: string,
     query: Tensor,
     key: Tensor,
     value: Tensor,
     options: MultiHeadAttentionForwardOptions,
-  ): { bytes: (k: Kernels) => number; run: (call: Call) => { output: Tensor; weights?: Tensor } } {
+  ): {
+    bytes: (k: Kernels) => number;
+    steps: (call: Call) => Generator<ForwardStep, { output: Tensor; weights?: Tensor }, void>;
+  } {
     if (typeof options !== "object" || options === null) {
       throw new AttentionError(
         "BAD_OPTION",
-        `${FORWARD}: options must be an object, got ${describe(options)}`,
+        `${op}: options must be an object, got ${describe(options)}`,
       );
     }
     const E = this.embedDim;
     const H = this.numHeads;
     const hd = this.headDim;
     const kvDim = this.numKvHeads * hd;
-    const [B, Nq] = sequenceDims(query, "query", E);
-    const [Bk, Nnew] = sequenceDims(key, "key", this.kdim);
-    const [Bv, Nv] = sequenceDims(value, "value", this.vdim);
+    const [B, Nq] = sequenceDims(op, query, "query", E);
+    const [Bk, Nnew] = sequenceDims(op, key, "key", this.kdim);
+    const [Bv, Nv] = sequenceDims(op, value, "value", this.vdim);
     if (Bk !== B || Bv !== B || Nv !== Nnew) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${FORWARD}: query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ` +
+        `${op}: query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ` +
           `${formatShape(value.shape)} must share the batch B, and key and value the length Nk`,
       );
     }
@@ -308,30 +340,30 @@ export class MultiHeadAttention {
       if (!(cache instanceof KVCache) || !cache.belongsTo(this)) {
         throw new AttentionError(
           "BAD_OPTION",
-          `${FORWARD}: cache must come from this module's createCache()`,
+          `${op}: cache must come from this module's createCache()`,
         );
       }
-      cache.checkUsable(FORWARD, B, Nnew);
+      cache.checkUsable(op, B, Nnew);
       past = cache.length;
     }
     const Nk = past + Nnew;
 
     let keyMask: Tensor<Uint8Array> | undefined;
     if (options.keyMask !== undefined) {
-      checkTensor(FORWARD, "keyMask", options.keyMask, ["uint8"]);
+      checkTensor(op, "keyMask", options.keyMask, ["uint8"]);
       keyMask = options.keyMask as Tensor<Uint8Array>;
       const s = keyMask.shape;
       if (s.length !== 2 || s[0] !== B || s[1] !== Nk) {
         throw new AttentionError(
           "SHAPE_MISMATCH",
-          `${FORWARD}: keyMask has shape ${formatShape(s)} but must be [B, Nk] = [${B},${Nk}]`,
+          `${op}: keyMask has shape ${formatShape(s)} but must be [B, Nk] = [${B},${Nk}]`,
         );
       }
     }
     const mask = options.mask;
     let maskShape: readonly number[] | undefined;
     if (mask !== undefined) {
-      checkTensor(FORWARD, "mask", mask, ["uint8", "float32"]);
+      checkTensor(op, "mask", mask, ["uint8", "float32"]);
       // PyTorch's [B·H, Nq, Nk] form: the same memory seen as [B, H, Nq, Nk].
       const s = mask.shape;
       if (s.length === 3 && s[0] === B * H && B > 1) maskShape = [B, H, s[1], s[2]];
@@ -339,19 +371,19 @@ export class MultiHeadAttention {
     if (options.needWeights !== undefined && typeof options.needWeights !== "boolean") {
       throw new AttentionError(
         "BAD_OPTION",
-        `${FORWARD}: needWeights must be a boolean, got ${describe(options.needWeights)}`,
+        `${op}: needWeights must be a boolean, got ${describe(options.needWeights)}`,
       );
     }
     if (options.averageWeights !== undefined && typeof options.averageWeights !== "boolean") {
       throw new AttentionError(
         "BAD_OPTION",
-        `${FORWARD}: averageWeights must be a boolean, got ${describe(options.averageWeights)}`,
+        `${op}: averageWeights must be a boolean, got ${describe(options.averageWeights)}`,
       );
     }
     const needWeights = options.needWeights === true;
     const average = options.averageWeights ?? true;
     const plan: AttentionPlan = planAttention(
-      FORWARD,
+      op,
       { B, H, Hkv: this.numKvHeads, Nq, Nk, D: hd, Dv: hd },
       { mask, causal: options.causal, window: options.window, returnWeights: needWeights },
       maskShape,
@@ -363,6 +395,7 @@ export class MultiHeadAttention {
     const block = Workspace.blockSize;
     const lead = query.shape.slice(0, -2);
     const { q: pq, k: pk, v: pv, o: po } = this.#projections;
+    const { kdim, vdim, numKvHeads } = this;
 
     const bytes = (k: Kernels): number =>
       stagedBytes(query, k) +
@@ -373,14 +406,18 @@ export class MultiHeadAttention {
       (keyMask ? stagedBytes(keyMask, k) : 0) +
       (rope ? block(ropeTableBytes(ropeRows, hd)) : 0) +
       (k.pool?.size ?? 1) * block(k.exports.gemmScratchBytes()) * 4 +
+      block(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
       attentionBytes(k, plan);
 
-    const run = (call: Call): { output: Tensor; weights?: Tensor } => {
+    // The data flow of a forward call; forward() runs each yielded step, forwardAsync() awaits it.
+    const steps = function* (
+      call: Call,
+    ): Generator<ForwardStep, { output: Tensor; weights?: Tensor }, void> {
       const qIn = call.inputF32(query, "query");
       const kIn = selfAttention ? qIn : call.inputF32(key, "key");
       const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
       const qPtr = call.alloc(B * Nq * E * 4, "Q");
-      this.#project(call, pq, qIn, B * Nq, qPtr, E);
+      yield project(pq, qIn, B * Nq, qPtr, E);
       const qOperand: Operand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
       // Keys and values: into the cache after its `past` tokens, or into fresh buffers.
       let kOperand: Operand;
@@ -390,8 +427,8 @@ export class MultiHeadAttention {
         const at = cache.appendTargets();
         for (let b = 0; b < B; b++) {
           const firstRow = b * Nnew;
-          this.#project(call, pk, kIn + firstRow * this.kdim * 4, Nnew, at.keys(b), kvDim);
-          this.#project(call, pv, vIn + firstRow * this.vdim * 4, Nnew, at.values(b), kvDim);
+          yield project(pk, kIn + firstRow * kdim * 4, Nnew, at.keys(b), kvDim);
+          yield project(pv, vIn + firstRow * vdim * 4, Nnew, at.values(b), kvDim);
         }
         kOperand = {
           ptr: cache.keysPtr,
@@ -409,8 +446,8 @@ export class MultiHeadAttention {
       } else {
         const kPtr = call.alloc(B * Nnew * kvDim * 4, "K");
         const vPtr = call.alloc(B * Nnew * kvDim * 4, "V");
-        this.#project(call, pk, kIn, B * Nnew, kPtr, kvDim);
-        this.#project(call, pv, vIn, B * Nnew, vPtr, kvDim);
+        yield project(pk, kIn, B * Nnew, kPtr, kvDim);
+        yield project(pv, vIn, B * Nnew, vPtr, kvDim);
         kOperand = { ptr: kPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         vOperand = { ptr: vPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         kRows = 0;
@@ -420,18 +457,23 @@ export class MultiHeadAttention {
         const table = call.alloc(ropeTableBytes(ropeRows, hd), "rope table");
         applyRopeInPlace(call, rope, qOperand, B, H, Nq, hd, Nk - Nq, table);
         const newKeys = { ...kOperand, ptr: kOperand.ptr + kRows * kvDim * 4 };
-        applyRopeInPlace(call, rope, newKeys, B, this.numKvHeads, Nnew, hd, past, table);
+        applyRopeInPlace(call, rope, newKeys, B, numKvHeads, Nnew, hd, past, table);
       }
       const attended = call.alloc(B * Nq * E * 4, "attention output");
-      const result = runAttention(call, plan, {
-        q: qOperand,
-        k: kOperand,
-        v: vOperand,
-        out: { ...qOperand, ptr: attended },
-        keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
-      });
+      const attention: ForwardStep = {
+        plan,
+        operands: {
+          q: qOperand,
+          k: kOperand,
+          v: vOperand,
+          out: { ...qOperand, ptr: attended },
+          keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
+        },
+      };
+      yield attention;
+      const result = attention.result ?? {};
       const yPtr = call.alloc(B * Nq * E * 4, "output");
-      this.#project(call, po, attended, B * Nq, yPtr, E);
+      yield project(po, attended, B * Nq, yPtr, E);
       if (cache) cache.commit(Nnew);
       const output: { output: Tensor; weights?: Tensor } = {
         output: { data: call.outputF32(yPtr, B * Nq * E), shape: [...lead, Nq, E] },
@@ -443,8 +485,26 @@ export class MultiHeadAttention {
       }
       return output;
     };
-    return { bytes, run };
+    return { bytes, steps };
   }
+}
+
+/** One heavy step of a forward call: a projection on the GEMM, or the attention itself. */
+type ForwardStep =
+  | { gemm: GemmCall; plan?: undefined }
+  | {
+      gemm?: undefined;
+      plan: AttentionPlan;
+      operands: AttentionOperands;
+      result?: { weights?: Float32Array };
+    };
+
+// y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b.
+function project(p: Projection, x: number, rows: number, y: number, ldy: number): ForwardStep {
+  const { inFeatures, outFeatures, packed, bias } = p;
+  return {
+    gemm: { x, m: rows, k: inFeatures, ldx: inFeatures, packed, n: outFeatures, bias, y, ldy },
+  };
 }
 
 function positiveInt(x: unknown, name: string, op: string = NAME): number {
@@ -458,13 +518,13 @@ function positiveInt(x: unknown, name: string, op: string = NAME): number {
 }
 
 // [B, N] of a [B, N, features] (or [N, features]) input, checking the feature size.
-function sequenceDims(t: Tensor, name: string, features: number): [number, number] {
-  checkTensor(FORWARD, name, t, ["float32"]);
+function sequenceDims(op: string, t: Tensor, name: string, features: number): [number, number] {
+  checkTensor(op, name, t, ["float32"]);
   const s = t.shape;
   if ((s.length !== 3 && s.length !== 2) || s[s.length - 1] !== features) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${FORWARD}: ${name} has shape ${formatShape(s)} but must be [B, N, ${features}] (or [N, ${features}])`,
+      `${op}: ${name} has shape ${formatShape(s)} but must be [B, N, ${features}] (or [N, ${features}])`,
     );
   }
   return s.length === 3 ? [s[0], s[1]] : [1, s[0]];

@@ -3,6 +3,7 @@
 // block, so the synchronous ops compute on it alone and the …Async twins use the workers.
 import { beforeAll, describe, expect, it } from "vitest";
 import {
+  MultiHeadAttention,
   init,
   linear,
   linearAsync,
@@ -49,6 +50,16 @@ describe("threads in the browser", () => {
     const x = randomTensor(r, [130, 48]);
     const w = randomTensor(r, [40, 48]).data;
     expect(Array.from((await linearAsync(x, w)).data)).toEqual(Array.from(linear(x, w).data));
+  });
+
+  it("computes multi-head attention on the workers with forwardAsync", async () => {
+    const r = rng(7);
+    const mha = new MultiHeadAttention({ embedDim: 64, numHeads: 8, numKvHeads: 2 });
+    const x = randomTensor(r, [2, 140, 64]);
+    const async = await mha.forwardAsync(x, x, x, { causal: true });
+    const sync = mha.forward(x, x, x, { causal: true });
+    mha.dispose();
+    expect(Array.from(async.output.data)).toEqual(Array.from(sync.output.data));
   });
 
   it("rejects bad input with AttentionError", async () => {

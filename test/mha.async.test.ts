@@ -1,0 +1,114 @@
+// MultiHeadAttention.forwardAsync: the same numbers as forward() (the split across workers is by
+// row and by head, so results are bit-identical), through a KV cache too, rejections that leave the
+// module usable, and dispose() while a call is pending. Runs with the pool in "node-threads" and on
+// the calling thread elsewhere.
+import { beforeAll, describe, expect, it } from "vitest";
+import { AttentionError, MultiHeadAttention, init } from "../src/index";
+import { kernels } from "../src/runtime";
+import { randomBoolMask, randomTensor, rng } from "./helpers/random";
+
+beforeAll(async () => {
+  await init();
+});
+
+const same = (a: Float32Array | undefined, b: Float32Array | undefined): void =>
+  expect(Array.from(a ?? [])).toEqual(Array.from(b ?? []));
+
+describe("MultiHeadAttention.forwardAsync", () => {
+  it("equals forward() on self and cross attention, with masks and weights", async () => {
+    const r = rng(11);
+    const mha = new MultiHeadAttention({
+      embedDim: 48,
+      numHeads: 6,
+      numKvHeads: 2,
+      kdim: 20,
+      vdim: 12,
+    });
+    try {
+      const q = randomTensor(r, [2, 70, 48]);
+      const k = randomTensor(r, [2, 90, 20]);
+      const v = randomTensor(r, [2, 90, 12]);
+      const keyMask = randomBoolMask(r, [2, 90], 0.8);
+      const options = { keyMask, needWeights: true, averageWeights: false };
+      const sync = mha.forward(q, k, v, options);
+      const async = await mha.forwardAsync(q, k, v, options);
+      same(async.output.data, sync.output.data);
+      expect(async.output.shape).toEqual(sync.output.shape);
+      same(async.weights?.data, sync.weights?.data);
+      expect(async.weights?.shape).toEqual([2, 6, 70, 90]);
+    } finally {
+      mha.dispose();
+    }
+    const self = new MultiHeadAttention({ embedDim: 64, numHeads: 4, rope: {} });
+    try {
+      const x = randomTensor(r, [300, 64]);
+      const sync = self.forward(x, x, x, { causal: true });
+      same((await self.forwardAsync(x, x, x, { causal: true })).output.data, sync.output.data);
+      same((await self.forwardAsync(x)).output.data, self.forward(x).output.data);
+    } finally {
+      self.dispose();
+    }
+  });
+
+  it("prefills and decodes through a KV cache like forward()", async () => {
+    const r = rng(12);
+    const mha = new MultiHeadAttention({ embedDim: 32, numHeads: 4, numKvHeads: 2, rope: {} });
+    try {
+      const syncCache = mha.createCache({ batch: 2, maxLength: 40 });
+      const asyncCache = mha.createCache({ batch: 2, maxLength: 40 });
+      const prompt = randomTensor(r, [2, 30, 32]);
+      const opts = (cache: typeof syncCache) => ({ cache, causal: true });
+      same(
+        (await mha.forwardAsync(prompt, prompt, prompt, opts(asyncCache))).output.data,
+        mha.forward(prompt, prompt, prompt, opts(syncCache)).output.data,
+      );
+      for (let step = 0; step < 5; step++) {
+        const x = randomTensor(r, [2, 1, 32]);
+        same(
+          (await mha.forwardAsync(x, x, x, opts(asyncCache))).output.data,
+          mha.forward(x, x, x, opts(syncCache)).output.data,
+        );
+      }
+      expect(asyncCache.length).toBe(35);
+    } finally {
+      mha.dispose();
+    }
+  });
+
+  it("rejects bad input with AttentionError, keeps nothing and stays usable", async () => {
+    const r = rng(13);
+    const mha = new MultiHeadAttention({ embedDim: 16, numHeads: 2 });
+    const { workspace } = kernels("test");
+    const inUse = workspace.bytesInUse;
+    const x = randomTensor(r, [5, 16]);
+    await expect(mha.forwardAsync(randomTensor(r, [5, 12]))).rejects.toMatchObject({
+      code: "SHAPE_MISMATCH",
+      message: expect.stringContaining("MultiHeadAttention.forwardAsync: query has shape [5,12]"),
+    });
+    const cache = mha.createCache({ maxLength: 2 });
+    await expect(mha.forwardAsync(x, x, x, { cache })).rejects.toMatchObject({
+      code: "CACHE_FULL",
+    });
+    expect(cache.length).toBe(0);
+    cache.dispose();
+    expect(workspace.bytesInUse).toBe(inUse);
+    same((await mha.forwardAsync(x)).output.data, mha.forward(x).output.data);
+    expect(workspace.bytesInUse).toBe(inUse);
+    mha.dispose();
+  });
+
+  it("lets dispose() wait for pending calls before freeing the weights", async () => {
+    const r = rng(14);
+    const { workspace } = kernels("test");
+    const before = workspace.bytesInUse;
+    const mha = new MultiHeadAttention({ embedDim: 64, numHeads: 8 });
+    const x = randomTensor(r, [256, 64]);
+    const expected = mha.forward(x).output.data;
+    const pending = mha.forwardAsync(x);
+    mha.dispose();
+    same((await pending).output.data, expected);
+    expect(workspace.bytesInUse).toBe(before);
+    expect(() => mha.forward(x)).toThrow(AttentionError);
+    await expect(mha.forwardAsync(x)).rejects.toMatchObject({ code: "DISPOSED" });
+  });
+});
