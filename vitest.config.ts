@@ -17,7 +17,7 @@ const NUMERIC_SUITES = [
   "test/decode.test.ts",
   "test/linear.test.ts",
   "test/mha.test.ts",
-  "test/mha.async.test.ts",
+  "test/async.test.ts",
   "test/family.test.ts",
   "test/sparse.test.ts",
   "test/hard.test.ts",

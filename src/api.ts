@@ -42,7 +42,11 @@ export {
   type Vector,
   type ScoreTerm,
 } from "./family/ops.js";
-export { blockSparseAttention, type BlockSparseOptions } from "./family/block-sparse.js";
+export {
+  blockSparseAttention,
+  blockSparseAttentionAsync,
+  type BlockSparseOptions,
+} from "./family/block-sparse.js";
 export { sparsePatterns } from "./family/sparse-patterns.js";
 export { hardAttention, type HardAttentionOptions } from "./family/hard.js";
 export { attentionPooling } from "./family/pooling.js";

@@ -7,22 +7,14 @@
 // concatenated layout, which the output projection then reads: no transposes anywhere.
 
 import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
-import { gemmRows, gemmRowsAsync, type GemmCall } from "./parallel.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
-import {
-  attentionBytes,
-  planAttention,
-  runAttention,
-  runAttentionAsync,
-  type AttentionOperands,
-  type AttentionPlan,
-  type Operand,
-} from "./sdpa.js";
+import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
 import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { runSteps, runStepsAsync, type AttentionStep, type Step, type Steps } from "./steps.js";
 import { Workspace } from "./workspace.js";
 import * as P from "../assembly/shared.js";
 
@@ -187,15 +179,7 @@ export class MultiHeadAttention {
   ): { output: Tensor; weights?: Tensor } {
     this.#checkLive(FORWARD);
     const plan = this.#planForward(FORWARD, query, key ?? query, value ?? query, options);
-    return withCall(FORWARD, plan.bytes, (call) => {
-      const steps = plan.steps(call);
-      for (let s = steps.next(); ; s = steps.next()) {
-        if (s.done) return s.value;
-        const step = s.value;
-        if (step.gemm) gemmRows(call, step.gemm);
-        else step.result = runAttention(call, step.plan, step.operands);
-      }
-    });
+    return withCall(FORWARD, plan.bytes, (call) => runSteps(call, plan.steps(call)));
   }
 
   /**
@@ -215,15 +199,7 @@ export class MultiHeadAttention {
     const plan = this.#planForward(op, query, key ?? query, value ?? query, options);
     this.#pending++;
     try {
-      return await withCallAsync(op, plan.bytes, async (call) => {
-        const steps = plan.steps(call);
-        for (let s = steps.next(); ; s = steps.next()) {
-          if (s.done) return s.value;
-          const step = s.value;
-          if (step.gemm) await gemmRowsAsync(call, step.gemm);
-          else step.result = await runAttentionAsync(call, step.plan, step.operands);
-        }
-      });
+      return await withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
     } finally {
       if (--this.#pending === 0 && this.#disposed) this.#release();
     }
@@ -312,7 +288,7 @@ export class MultiHeadAttention {
     options: MultiHeadAttentionForwardOptions,
   ): {
     bytes: (k: Kernels) => number;
-    steps: (call: Call) => Generator<ForwardStep, { output: Tensor; weights?: Tensor }, void>;
+    steps: (call: Call) => Steps<{ output: Tensor; weights?: Tensor }>;
   } {
     if (typeof options !== "object" || options === null) {
       throw new AttentionError(
@@ -410,9 +386,7 @@ export class MultiHeadAttention {
       attentionBytes(k, plan);
 
     // The data flow of a forward call; forward() runs each yielded step, forwardAsync() awaits it.
-    const steps = function* (
-      call: Call,
-    ): Generator<ForwardStep, { output: Tensor; weights?: Tensor }, void> {
+    const steps = function* (call: Call): Steps<{ output: Tensor; weights?: Tensor }> {
       const qIn = call.inputF32(query, "query");
       const kIn = selfAttention ? qIn : call.inputF32(key, "key");
       const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
@@ -460,7 +434,7 @@ export class MultiHeadAttention {
         applyRopeInPlace(call, rope, newKeys, B, numKvHeads, Nnew, hd, past, table);
       }
       const attended = call.alloc(B * Nq * E * 4, "attention output");
-      const attention: ForwardStep = {
+      const attention: AttentionStep = {
         plan,
         operands: {
           q: qOperand,
@@ -489,18 +463,8 @@ export class MultiHeadAttention {
   }
 }
 
-/** One heavy step of a forward call: a projection on the GEMM, or the attention itself. */
-type ForwardStep =
-  | { gemm: GemmCall; plan?: undefined }
-  | {
-      gemm?: undefined;
-      plan: AttentionPlan;
-      operands: AttentionOperands;
-      result?: { weights?: Float32Array };
-    };
-
 // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b.
-function project(p: Projection, x: number, rows: number, y: number, ldy: number): ForwardStep {
+function project(p: Projection, x: number, rows: number, y: number, ldy: number): Step {
   const { inFeatures, outFeatures, packed, bias } = p;
   return {
     gemm: { x, m: rows, k: inFeatures, ldx: inFeatures, packed, n: outFeatures, bias, y, ldy },

@@ -2,16 +2,18 @@
 // visits only key tiles that hold a kept block and, inside a tile, only the runs of kept blocks, so
 // time falls with density. sparsePatterns builds the classic layouts.
 
-import { stagedBytes, withCall } from "../call.js";
+import * as P from "../../assembly/shared.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import {
   attentionBytes,
   attentionInputDims,
   contiguousOperand,
   planAttention,
-  runAttention,
   type AttentionResult,
 } from "../sdpa.js";
+import type { Kernels } from "../runtime.js";
+import { runSteps, runStepsAsync, type AttentionStep, type Steps } from "../steps.js";
 import { checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
@@ -39,30 +41,54 @@ export function blockSparseAttention(
   v: Tensor,
   options: BlockSparseOptions,
 ): AttentionResult {
-  const dims = attentionInputDims(OP, q, k, v);
+  const plan = planBlockSparse(OP, q, k, v, options);
+  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+}
+
+/** blockSparseAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function blockSparseAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: BlockSparseOptions,
+): Promise<AttentionResult> {
+  const op = `${OP}Async`;
+  const plan = planBlockSparse(op, q, k, v, options);
+  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+}
+
+// Checks the arguments and plans the call: its workspace bytes and its steps.
+function planBlockSparse(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: BlockSparseOptions,
+): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<AttentionResult> } {
+  const dims = attentionInputDims(op, q, k, v);
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
+      `${op}: options must be an object, got ${describe(options)}`,
     );
   }
   const { layout, blockSize: bs } = options;
   if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: blockSize must be a positive integer, got ${describe(bs)}`,
+      `${op}: blockSize must be a positive integer, got ${describe(bs)}`,
     );
   }
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   if (Nq % bs !== 0 || Nk % bs !== 0) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${OP}: Nq = ${Nq} and Nk = ${Nk} must be multiples of blockSize ${bs}`,
+      `${op}: Nq = ${Nq} and Nk = ${Nk} must be multiples of blockSize ${bs}`,
     );
   }
   if (layout === undefined)
-    throw new AttentionError("BAD_OPTION", `${OP}: options.layout is missing`);
-  checkTensor(OP, "layout", layout, ["uint8"]);
+    throw new AttentionError("BAD_OPTION", `${op}: options.layout is missing`);
+  checkTensor(op, "layout", layout, ["uint8"]);
   const [rows, cols] = [Nq / bs, Nk / bs];
   const s = layout.shape;
   const shared = s.length === 2 && s[0] === rows && s[1] === cols;
@@ -70,27 +96,28 @@ export function blockSparseAttention(
   if (!shared && !perHead) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${OP}: layout has shape ${formatShape(s)} but must be [Nq/bs, Nk/bs] = ${formatShape([rows, cols])} ` +
+      `${op}: layout has shape ${formatShape(s)} but must be [Nq/bs, Nk/bs] = ${formatShape([rows, cols])} ` +
         `or [H, Nq/bs, Nk/bs] = ${formatShape([H, rows, cols])}`,
     );
   }
-  const plan = planAttention(OP, dims, {
+  const plan = planAttention(op, dims, {
     scale: options.scale,
     causal: options.causal,
     returnWeights: options.returnWeights,
   });
-  return withCall(
-    OP,
-    (kern) =>
-      stagedBytes(q, kern) +
-      stagedBytes(k, kern) +
-      stagedBytes(v, kern) +
-      stagedBytes(layout, kern) +
-      Workspace.blockSize(B * H * Nq * Dv * 4) +
-      attentionBytes(kern, plan),
-    (call) => {
-      const outPtr = call.alloc(B * H * Nq * Dv * 4, "output");
-      const result = runAttention(call, plan, {
+  const bytes = (kern: Kernels): number =>
+    stagedBytes(q, kern) +
+    stagedBytes(k, kern) +
+    stagedBytes(v, kern) +
+    stagedBytes(layout, kern) +
+    Workspace.blockSize(B * H * Nq * Dv * 4) +
+    Workspace.blockSize(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
+    attentionBytes(kern, plan);
+  const steps = function* (call: Call): Steps<AttentionResult> {
+    const outPtr = call.alloc(B * H * Nq * Dv * 4, "output");
+    const attention: AttentionStep = {
+      plan,
+      operands: {
         q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
         k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
         v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
@@ -101,13 +128,16 @@ export function blockSparseAttention(
           strideH: perHead ? rows * cols : 0,
           cols,
         },
-      });
-      const lead = q.shape.slice(0, -2);
-      const out: AttentionResult = {
-        output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
-      };
-      if (result.weights) out.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
-      return out;
-    },
-  );
+      },
+    };
+    yield attention;
+    const result = attention.result ?? {};
+    const lead = q.shape.slice(0, -2);
+    const out: AttentionResult = {
+      output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+    };
+    if (result.weights) out.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
+    return out;
+  };
+  return { bytes, steps };
 }

@@ -1,9 +1,17 @@
-// MultiHeadAttention.forwardAsync: the same numbers as forward() (the split across workers is by
-// row and by head, so results are bit-identical), through a KV cache too, rejections that leave the
-// module usable, and dispose() while a call is pending. Runs with the pool in "node-threads" and on
-// the calling thread elsewhere.
+// The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync and
+// blockSparseAttentionAsync give the same numbers as their synchronous ops (the split across
+// workers is by row and by head, so results are bit-identical), through a KV cache too; rejections
+// leave the module usable; dispose() while a call is pending. Runs with the pool in "node-threads"
+// and on the calling thread elsewhere.
 import { beforeAll, describe, expect, it } from "vitest";
-import { AttentionError, MultiHeadAttention, init } from "../src/index";
+import {
+  AttentionError,
+  MultiHeadAttention,
+  blockSparseAttention,
+  blockSparseAttentionAsync,
+  init,
+  sparsePatterns,
+} from "../src/index";
 import { kernels } from "../src/runtime";
 import { randomBoolMask, randomTensor, rng } from "./helpers/random";
 
@@ -110,5 +118,49 @@ describe("MultiHeadAttention.forwardAsync", () => {
     expect(workspace.bytesInUse).toBe(before);
     expect(() => mha.forward(x)).toThrow(AttentionError);
     await expect(mha.forwardAsync(x)).rejects.toMatchObject({ code: "DISPOSED" });
+  });
+});
+
+describe("blockSparseAttentionAsync", () => {
+  it("equals blockSparseAttention, per-head and shared layouts, causal, weights", async () => {
+    const r = rng(15);
+    const q = randomTensor(r, [2, 4, 128, 24]);
+    const k = randomTensor(r, [2, 2, 192, 24]);
+    const v = randomTensor(r, [2, 2, 192, 20]);
+    const shared = randomBoolMask(r, [8, 12], 0.3);
+    const perHead = randomBoolMask(r, [4, 8, 12], 0.3);
+    for (const layout of [shared, perHead]) {
+      for (const causal of [false, true]) {
+        const options = { layout, blockSize: 16, causal, returnWeights: true };
+        const sync = blockSparseAttention(q, k, v, options);
+        const async = await blockSparseAttentionAsync(q, k, v, options);
+        same(async.output.data, sync.output.data);
+        expect(async.output.shape).toEqual([2, 4, 128, 20]);
+        same(async.weights?.data, sync.weights?.data);
+      }
+    }
+  });
+
+  it("takes sparsePatterns layouts and rejects bad input with AttentionError", async () => {
+    const r = rng(16);
+    const x = randomTensor(r, [1, 2, 256, 16]);
+    const layout = sparsePatterns.longformer(8, { window: 1, globalBlocks: [0] });
+    const options = { layout, blockSize: 32 };
+    same(
+      (await blockSparseAttentionAsync(x, x, x, options)).output.data,
+      blockSparseAttention(x, x, x, options).output.data,
+    );
+    const { workspace } = kernels("test");
+    const inUse = workspace.bytesInUse;
+    await expect(
+      blockSparseAttentionAsync(x, x, x, { layout, blockSize: 24 }),
+    ).rejects.toMatchObject({
+      code: "SHAPE_MISMATCH",
+      message: expect.stringContaining("blockSparseAttentionAsync: Nq = 256"),
+    });
+    await expect(
+      blockSparseAttentionAsync(x, x, x, { layout, blockSize: 16 }),
+    ).rejects.toBeInstanceOf(AttentionError);
+    expect(workspace.bytesInUse).toBe(inUse);
   });
 });

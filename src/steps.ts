@@ -1,0 +1,44 @@
+// One body for an op and its …Async twin: the body is a generator that yields its heavy steps (a
+// GEMM, an attention call) and does the light work (staging, small kernels) in between. runSteps
+// runs each step on the calling thread and the pool, blocking where allowed; runStepsAsync awaits
+// each on the workers, so the calling thread never blocks.
+
+import type { Call } from "./call.js";
+import { gemmRows, gemmRowsAsync, type GemmCall } from "./parallel.js";
+import {
+  runAttention,
+  runAttentionAsync,
+  type AttentionOperands,
+  type AttentionPlan,
+} from "./sdpa.js";
+
+/** An attention call; `result` is filled in once it has run. */
+export interface AttentionStep {
+  gemm?: undefined;
+  plan: AttentionPlan;
+  operands: AttentionOperands;
+  result?: { weights?: Float32Array; lse?: Float32Array };
+}
+
+export type Step = { gemm: GemmCall; plan?: undefined } | AttentionStep;
+
+/** The body of an op: yields its steps, returns its result. */
+export type Steps<T> = Generator<Step, T, void>;
+
+export function runSteps<T>(call: Call, steps: Steps<T>): T {
+  for (let s = steps.next(); ; s = steps.next()) {
+    if (s.done) return s.value;
+    const step = s.value;
+    if (step.gemm) gemmRows(call, step.gemm);
+    else step.result = runAttention(call, step.plan, step.operands);
+  }
+}
+
+export async function runStepsAsync<T>(call: Call, steps: Steps<T>): Promise<T> {
+  for (let s = steps.next(); ; s = steps.next()) {
+    if (s.done) return s.value;
+    const step = s.value;
+    if (step.gemm) await gemmRowsAsync(call, step.gemm);
+    else step.result = await runAttentionAsync(call, step.plan, step.operands);
+  }
+}
