@@ -49,7 +49,7 @@ export {
 } from "./family/block-sparse.js";
 export { sparsePatterns } from "./family/sparse-patterns.js";
 export { hardAttention, type HardAttentionOptions } from "./family/hard.js";
-export { attentionPooling } from "./family/pooling.js";
+export { attentionPooling, attentionPoolingAsync } from "./family/pooling.js";
 export { alibiSlopes } from "./alibi.js";
 export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";
 export { renderHeatmapSvg, type HeatmapOptions } from "./heatmap.js";

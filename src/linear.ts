@@ -2,6 +2,7 @@
 
 import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
 import { gemmRows, gemmRowsAsync, runAsync } from "./parallel.js";
+import { runSteps, type Steps } from "./steps.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
@@ -145,23 +146,36 @@ export function project(
   weight: Tensor,
   biasPtr: number,
 ): number {
+  return runSteps(call, projectSteps(call, xPtr, rows, weight, biasPtr));
+}
+
+/** `project` as steps (src/steps.ts): packs the weights, yields the GEMM, returns y's address. */
+export function* projectSteps(
+  call: Call,
+  xPtr: number,
+  rows: number,
+  weight: Tensor,
+  biasPtr: number,
+): Steps<number> {
   const { exports } = call.kernels;
   const [outFeatures, inFeatures] = weight.shape;
   const wPtr = call.inputF32(weight, "weights");
   const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed weights");
   exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
   const yPtr = call.alloc(rows * outFeatures * 4, "projection");
-  gemmRows(call, {
-    x: xPtr,
-    m: rows,
-    k: inFeatures,
-    ldx: inFeatures,
-    packed,
-    n: outFeatures,
-    bias: biasPtr,
-    y: yPtr,
-    ldy: outFeatures,
-  });
+  yield {
+    gemm: {
+      x: xPtr,
+      m: rows,
+      k: inFeatures,
+      ldx: inFeatures,
+      packed,
+      n: outFeatures,
+      bias: biasPtr,
+      y: yPtr,
+      ldy: outFeatures,
+    },
+  };
   return yPtr;
 }
 

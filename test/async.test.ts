@@ -1,5 +1,5 @@
-// The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync and
-// blockSparseAttentionAsync give the same numbers as their synchronous ops (the split across
+// The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync,
+// blockSparseAttentionAsync and attentionPoolingAsync give the same numbers as their synchronous ops (the split across
 // workers is by row and by head, so results are bit-identical), through a KV cache too; rejections
 // leave the module usable; dispose() while a call is pending. Runs with the pool in "node-threads"
 // and on the calling thread elsewhere.
@@ -7,6 +7,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   AttentionError,
   MultiHeadAttention,
+  attentionPooling,
+  attentionPoolingAsync,
   blockSparseAttention,
   blockSparseAttentionAsync,
   init,
@@ -162,5 +164,27 @@ describe("blockSparseAttentionAsync", () => {
       blockSparseAttentionAsync(x, x, x, { layout, blockSize: 16 }),
     ).rejects.toBeInstanceOf(AttentionError);
     expect(workspace.bytesInUse).toBe(inUse);
+  });
+});
+
+describe("attentionPoolingAsync", () => {
+  it("equals attentionPooling, with and without a mask, and rejects bad input", async () => {
+    const r = rng(17);
+    const h = randomTensor(r, [3, 200, 40]);
+    const params = {
+      w: randomTensor(r, [24, 40]),
+      b: randomTensor(r, [24]).data,
+      context: randomTensor(r, [24]).data,
+    };
+    for (const mask of [undefined, randomBoolMask(r, [3, 200], 0.7)]) {
+      const sync = attentionPooling(h, params, { mask });
+      const async = await attentionPoolingAsync(h, params, { mask });
+      same(async.output.data, sync.output.data);
+      same(async.weights.data, sync.weights.data);
+      expect(async.output.shape).toEqual([3, 40]);
+    }
+    await expect(
+      attentionPoolingAsync(h, { ...params, context: new Float32Array(5) }),
+    ).rejects.toMatchObject({ code: "SHAPE_MISMATCH" });
   });
 });

@@ -3,15 +3,21 @@
 // keys u and values h, so after the projection (GEMM) and the vector tanh it runs on the one
 // attention kernel at scale 1, with the mask as a key-padding mask.
 
-import { stagedBytes, withCall } from "../call.js";
+import * as P from "../../assembly/shared.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
-import { project, projectionBytes } from "../linear.js";
-import { attentionBytes, planAttention, runAttention } from "../sdpa.js";
+import { projectSteps, projectionBytes } from "../linear.js";
+import type { Kernels } from "../runtime.js";
+import { attentionBytes, planAttention } from "../sdpa.js";
+import { runSteps, runStepsAsync, type AttentionStep, type Steps } from "../steps.js";
 import { checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
+
+type Params = { w: Matrix; b: Vector; context: Vector };
+type Pooled = { output: Tensor; weights: Tensor };
 
 /**
  * Pools h [B, N, D] (rank 2 [N, D] means B = 1) into [B, D] with weights [B, N]. params: w [A, D],
@@ -20,71 +26,94 @@ const OP = "attentionPooling";
  */
 export function attentionPooling(
   h: Tensor,
-  params: { w: Matrix; b: Vector; context: Vector },
+  params: Params,
   options: { mask?: Tensor<Uint8Array> } = {},
-): { output: Tensor; weights: Tensor } {
-  checkTensor(OP, "h", h, ["float32"]);
+): Pooled {
+  const plan = planPooling(OP, h, params, options);
+  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+}
+
+/** attentionPooling that never blocks the calling thread (the pool's workers compute it). */
+export async function attentionPoolingAsync(
+  h: Tensor,
+  params: Params,
+  options: { mask?: Tensor<Uint8Array> } = {},
+): Promise<Pooled> {
+  const op = `${OP}Async`;
+  const plan = planPooling(op, h, params, options);
+  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+}
+
+// Checks the arguments and plans the call: its workspace bytes and its steps.
+function planPooling(
+  op: string,
+  h: Tensor,
+  params: Params,
+  options: { mask?: Tensor<Uint8Array> },
+): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<Pooled> } {
+  checkTensor(op, "h", h, ["float32"]);
   const s = h.shape;
   if (s.length !== 3 && s.length !== 2) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${OP}: h must be [B, N, D] or [N, D], got shape ${formatShape(s)}`,
+      `${op}: h must be [B, N, D] or [N, D], got shape ${formatShape(s)}`,
     );
   }
   const [B, N, D] = s.length === 3 ? [s[0], s[1], s[2]] : [1, s[0], s[1]];
   if (typeof params !== "object" || params === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: params must be an object, got ${describe(params)}`,
+      `${op}: params must be an object, got ${describe(params)}`,
     );
   }
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
+      `${op}: options must be an object, got ${describe(options)}`,
     );
   }
-  const w = parameterMatrix(OP, "params.w", params.w, undefined, D);
+  const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];
-  const bias = parameterVector(OP, "params.b", params.b, A);
-  const context = parameterVector(OP, "params.context", params.context, A);
+  const bias = parameterVector(op, "params.b", params.b, A);
+  const context = parameterVector(op, "params.context", params.context, A);
   const mask = options.mask;
   if (mask !== undefined) {
-    checkTensor(OP, "mask", mask, ["uint8"]);
+    checkTensor(op, "mask", mask, ["uint8"]);
     const ok =
       (mask.shape.length === 2 && mask.shape[0] === B && mask.shape[1] === N) ||
       (mask.shape.length === 1 && mask.shape[0] === N);
     if (!ok) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${OP}: mask has shape ${formatShape(mask.shape)} but must be [B, N] = [${B},${N}] or [N]`,
+        `${op}: mask has shape ${formatShape(mask.shape)} but must be [B, N] = [${B},${N}] or [N]`,
       );
     }
   }
   // One query (the context) per batch entry, keys u [B, N, A], values h [B, N, D].
   const plan = planAttention(
-    OP,
+    op,
     { B, H: 1, Hkv: 1, Nq: 1, Nk: N, D: A, Dv: D },
     { scale: 1, returnWeights: true },
   );
   const block = Workspace.blockSize;
-  return withCall(
-    OP,
-    (k) =>
-      stagedBytes(h, k) +
-      projectionBytes(k, w, B * N) +
-      block(A * 4) * 2 +
-      (mask ? stagedBytes(mask, k) : 0) +
-      block(B * D * 4) +
-      attentionBytes(k, plan),
-    (call) => {
-      const hPtr = call.inputF32(h, "h");
-      const biasPtr = call.inputF32({ data: bias, shape: [A] }, "b");
-      const u = project(call, hPtr, B * N, w, biasPtr);
-      call.kernels.exports.tanhInPlace(u, B * N * A);
-      const contextPtr = call.inputF32({ data: context, shape: [A] }, "context");
-      const outPtr = call.alloc(B * D * 4, "output");
-      const result = runAttention(call, plan, {
+  const bytes = (k: Kernels): number =>
+    stagedBytes(h, k) +
+    projectionBytes(k, w, B * N) +
+    block(A * 4) * 2 +
+    (mask ? stagedBytes(mask, k) : 0) +
+    block(B * D * 4) +
+    block(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
+    attentionBytes(k, plan);
+  const steps = function* (call: Call): Steps<Pooled> {
+    const hPtr = call.inputF32(h, "h");
+    const biasPtr = call.inputF32({ data: bias, shape: [A] }, "b");
+    const u = yield* projectSteps(call, hPtr, B * N, w, biasPtr);
+    call.kernels.exports.tanhInPlace(u, B * N * A);
+    const contextPtr = call.inputF32({ data: context, shape: [A] }, "context");
+    const outPtr = call.alloc(B * D * 4, "output");
+    const attention: AttentionStep = {
+      plan,
+      operands: {
         q: { ptr: contextPtr, strideB: 0, strideH: 0, strideRow: A },
         k: { ptr: u, strideB: N * A, strideH: 0, strideRow: A },
         v: { ptr: hPtr, strideB: N * D, strideH: 0, strideRow: D },
@@ -92,12 +121,15 @@ export function attentionPooling(
         keyMask: mask
           ? { ptr: call.inputU8(mask, "mask"), strideB: mask.shape.length === 2 ? N : 0 }
           : undefined,
-      });
-      const lead = s.length === 3 ? [B] : [];
-      return {
-        output: { data: call.outputF32(outPtr, B * D), shape: [...lead, D] },
-        weights: { data: result.weights!, shape: [...lead, N] },
-      };
-    },
-  );
+      },
+    };
+    yield attention;
+    const result = attention.result ?? {};
+    const lead = s.length === 3 ? [B] : [];
+    return {
+      output: { data: call.outputF32(outPtr, B * D), shape: [...lead, D] },
+      weights: { data: result.weights!, shape: [...lead, N] },
+    };
+  };
+  return { bytes, steps };
 }
