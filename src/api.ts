@@ -33,9 +33,13 @@ export type { KVCache } from "./kv-cache.js";
 export { applyRope, type ApplyRopeOptions } from "./rope.js";
 export {
   additiveAttention,
+  additiveAttentionAsync,
   bilinearAttention,
+  bilinearAttentionAsync,
   cosineAttention,
+  cosineAttentionAsync,
   hybridAttention,
+  hybridAttentionAsync,
   type FamilyOptions,
   type FamilyResult,
   type Matrix,

@@ -105,6 +105,23 @@ export async function gemmRowsAsync(call: Call, g: GemmCall): Promise<void> {
   await runAsync(call, gemmTasks(call, g, asyncThreads(call, Math.ceil(g.m / GEMM_MR))));
 }
 
+/** Work that splits into at most `units` parts; `tasks(threads)` makes one task per thread. */
+export interface SplitCall {
+  units: number;
+  work: number; // multiply-adds, for the synchronous threshold
+  tasks: (threads: number) => Task[];
+}
+
+/** A SplitCall across the pool when worth it. */
+export function runSplit(call: Call, s: SplitCall): void {
+  run(call, s.tasks(syncThreads(call, s.work, s.units)));
+}
+
+/** runSplit on the pool's workers, without blocking the calling thread. */
+export async function runSplitAsync(call: Call, s: SplitCall): Promise<void> {
+  await runAsync(call, s.tasks(asyncThreads(call, s.units)));
+}
+
 /** Runs tasks on the workers (on the calling thread when there are none). */
 export function runAsync(call: Call, tasks: Task[]): Promise<void> {
   const pool = call.kernels.pool;

@@ -1,10 +1,17 @@
 // One body for an op and its …Async twin: the body is a generator that yields its heavy steps (a
-// GEMM, an attention call) and does the light work (staging, small kernels) in between. runSteps
+// GEMM, an attention call, other kernels split across threads) and does the light work (staging, small kernels) in between. runSteps
 // runs each step on the calling thread and the pool, blocking where allowed; runStepsAsync awaits
 // each on the workers, so the calling thread never blocks.
 
 import type { Call } from "./call.js";
-import { gemmRows, gemmRowsAsync, type GemmCall } from "./parallel.js";
+import {
+  gemmRows,
+  gemmRowsAsync,
+  runSplit,
+  runSplitAsync,
+  type GemmCall,
+  type SplitCall,
+} from "./parallel.js";
 import {
   runAttention,
   runAttentionAsync,
@@ -15,12 +22,16 @@ import {
 /** An attention call; `result` is filled in once it has run. */
 export interface AttentionStep {
   gemm?: undefined;
+  split?: undefined;
   plan: AttentionPlan;
   operands: AttentionOperands;
   result?: { weights?: Float32Array; lse?: Float32Array };
 }
 
-export type Step = { gemm: GemmCall; plan?: undefined } | AttentionStep;
+export type Step =
+  | { gemm: GemmCall; split?: undefined; plan?: undefined }
+  | { split: SplitCall; gemm?: undefined; plan?: undefined }
+  | AttentionStep;
 
 /** The body of an op: yields its steps, returns its result. */
 export type Steps<T> = Generator<Step, T, void>;
@@ -30,6 +41,7 @@ export function runSteps<T>(call: Call, steps: Steps<T>): T {
     if (s.done) return s.value;
     const step = s.value;
     if (step.gemm) gemmRows(call, step.gemm);
+    else if (step.split) runSplit(call, step.split);
     else step.result = runAttention(call, step.plan, step.operands);
   }
 }
@@ -39,6 +51,7 @@ export async function runStepsAsync<T>(call: Call, steps: Steps<T>): Promise<T> 
     if (s.done) return s.value;
     const step = s.value;
     if (step.gemm) await gemmRowsAsync(call, step.gemm);
+    else if (step.split) await runSplitAsync(call, step.split);
     else step.result = await runAttentionAsync(call, step.plan, step.operands);
   }
 }

@@ -1,5 +1,5 @@
 // The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync,
-// blockSparseAttentionAsync and attentionPoolingAsync give the same numbers as their synchronous ops (the split across
+// blockSparseAttentionAsync, attentionPoolingAsync and the score-term family's give the same numbers as their synchronous ops (the split across
 // workers is by row and by head, so results are bit-identical), through a KV cache too; rejections
 // leave the module usable; dispose() while a call is pending. Runs with the pool in "node-threads"
 // and on the calling thread elsewhere.
@@ -7,6 +7,14 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   AttentionError,
   MultiHeadAttention,
+  additiveAttention,
+  additiveAttentionAsync,
+  bilinearAttention,
+  bilinearAttentionAsync,
+  cosineAttention,
+  cosineAttentionAsync,
+  hybridAttention,
+  hybridAttentionAsync,
   attentionPooling,
   attentionPoolingAsync,
   blockSparseAttention,
@@ -15,7 +23,7 @@ import {
   sparsePatterns,
 } from "../src/index";
 import { kernels } from "../src/runtime";
-import { randomBoolMask, randomTensor, rng } from "./helpers/random";
+import { randomAdditiveMask, randomBoolMask, randomTensor, rng } from "./helpers/random";
 
 beforeAll(async () => {
   await init();
@@ -186,5 +194,96 @@ describe("attentionPoolingAsync", () => {
     await expect(
       attentionPoolingAsync(h, { ...params, context: new Float32Array(5) }),
     ).rejects.toMatchObject({ code: "SHAPE_MISMATCH" });
+  });
+});
+
+describe("the score-term family's async twins", () => {
+  // B = 1 splits the additive scores by query rows, B = 3 by batch entries; masks broadcast.
+  it.each([
+    [1, [1, 90, 70]],
+    [3, [90, 70]],
+  ] as const)("equal their synchronous ops (B = %i, mask %j)", async (B, maskShape) => {
+    const r = rng(18 + B);
+    const q = randomTensor(r, [B, 90, 16]);
+    const k = randomTensor(r, [B, 70, 12]);
+    const v = randomTensor(r, [B, 70, 10]);
+    const additive = {
+      wq: randomTensor(r, [20, 16]),
+      wk: randomTensor(r, [20, 12]),
+      va: randomTensor(r, [20]).data,
+      bias: randomTensor(r, [20]).data,
+    };
+    const bilinear = { w: randomTensor(r, [16, 12]) };
+    for (const mask of [randomBoolMask(r, maskShape, 0.7), randomAdditiveMask(r, maskShape, 0.7)]) {
+      const options = { mask, returnWeights: true };
+      const pairs = [
+        [
+          additiveAttention(q, k, v, additive, options),
+          await additiveAttentionAsync(q, k, v, additive, options),
+        ],
+        [
+          bilinearAttention(q, k, v, bilinear, options),
+          await bilinearAttentionAsync(q, k, v, bilinear, options),
+        ],
+        [
+          hybridAttention(
+            q,
+            k,
+            v,
+            {
+              terms: [
+                { kind: "additive", weight: 0.5, ...additive },
+                { kind: "bilinear", weight: 2, ...bilinear },
+                { kind: "additive", weight: -1, ...additive },
+              ],
+            },
+            options,
+          ),
+          await hybridAttentionAsync(
+            q,
+            k,
+            v,
+            {
+              terms: [
+                { kind: "additive", weight: 0.5, ...additive },
+                { kind: "bilinear", weight: 2, ...bilinear },
+                { kind: "additive", weight: -1, ...additive },
+              ],
+            },
+            options,
+          ),
+        ],
+      ];
+      for (const [sync, async] of pairs) {
+        same(async.output.data, sync.output.data);
+        same(async.weights?.data, sync.weights?.data);
+        expect(async.output.shape).toEqual(sync.output.shape);
+      }
+    }
+    const c = randomTensor(r, [B, 70, 16]);
+    same(
+      (await cosineAttentionAsync(q, c, v, { temperature: 0.5 })).output.data,
+      cosineAttention(q, c, v, { temperature: 0.5 }).output.data,
+    );
+  });
+
+  it("reject bad input with AttentionError and keep nothing", async () => {
+    const r = rng(21);
+    const x = randomTensor(r, [1, 8, 6]);
+    const { workspace } = kernels("test");
+    const inUse = workspace.bytesInUse;
+    await expect(
+      bilinearAttentionAsync(x, x, x, { w: randomTensor(r, [5, 6]) }),
+    ).rejects.toMatchObject({
+      code: "SHAPE_MISMATCH",
+      message: expect.stringContaining("bilinearAttentionAsync"),
+    });
+    await expect(additiveAttentionAsync(x, x, x, null as never)).rejects.toBeInstanceOf(
+      AttentionError,
+    );
+    await expect(hybridAttentionAsync(x, x, x, { terms: [] })).rejects.toMatchObject({
+      code: "BAD_OPTION",
+    });
+    expect(workspace.bytesInUse).toBe(inUse);
   });
 });

@@ -7,7 +7,8 @@ import { type Call } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import { weightTensor } from "../linear.js";
 import { type Kernels } from "../runtime.js";
-import { attentionBytes, planAttention, runAttention, type AttentionPlan } from "../sdpa.js";
+import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
+import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
 import { checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
@@ -149,15 +150,19 @@ export function familyPlan(
 
 /** Workspace bytes of familyAttend beyond its inputs. */
 export function familyBytes(k: Kernels, plan: AttentionPlan, d: FamilyDims): number {
-  return Workspace.blockSize(d.B * d.Nq * d.Dv * 4) + attentionBytes(k, plan);
+  return (
+    Workspace.blockSize(d.B * d.Nq * d.Dv * 4) +
+    Workspace.blockSize(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
+    attentionBytes(k, plan)
+  );
 }
 
 /**
  * softmax(scale·q'·k'ᵀ + mask)·V with q' [B,Nq,F] at qPtr, k' [B,Nk,F] at kPtr (row-major) and
  * v staged from `v`; `scores` (an additive [B,Nq,Nk] matrix in WASM memory) replaces the plan's
- * mask when given.
+ * mask when given. Steps (src/steps.ts): yields the attention call.
  */
-export function familyAttend(
+export function* familyAttend(
   call: Call,
   plan: AttentionPlan,
   d: FamilyDims,
@@ -165,20 +170,25 @@ export function familyAttend(
   kPtr: number,
   v: Tensor,
   scores?: number,
-): FamilyResult {
+): Steps<FamilyResult> {
   const F = plan.D;
   const vPtr = call.inputF32(v, "v");
   const outPtr = call.alloc(d.B * d.Nq * d.Dv * 4, "output");
-  const result = runAttention(call, plan, {
-    q: { ptr: qPtr, strideB: d.Nq * F, strideH: 0, strideRow: F },
-    k: { ptr: kPtr, strideB: d.Nk * F, strideH: 0, strideRow: F },
-    v: { ptr: vPtr, strideB: d.Nk * d.Dv, strideH: 0, strideRow: d.Dv },
-    out: { ptr: outPtr, strideB: d.Nq * d.Dv, strideH: 0, strideRow: d.Dv },
-    mask:
-      scores === undefined
-        ? undefined
-        : { ptr: scores, kind: P.MASK_ADDITIVE, strides: [d.Nq * d.Nk, 0, d.Nk, 1] },
-  });
+  const attention: AttentionStep = {
+    plan,
+    operands: {
+      q: { ptr: qPtr, strideB: d.Nq * F, strideH: 0, strideRow: F },
+      k: { ptr: kPtr, strideB: d.Nk * F, strideH: 0, strideRow: F },
+      v: { ptr: vPtr, strideB: d.Nk * d.Dv, strideH: 0, strideRow: d.Dv },
+      out: { ptr: outPtr, strideB: d.Nq * d.Dv, strideH: 0, strideRow: d.Dv },
+      mask:
+        scores === undefined
+          ? undefined
+          : { ptr: scores, kind: P.MASK_ADDITIVE, strides: [d.Nq * d.Nk, 0, d.Nk, 1] },
+    },
+  };
+  yield attention;
+  const result = attention.result ?? {};
   const out: FamilyResult = {
     output: { data: call.outputF32(outPtr, d.B * d.Nq * d.Dv), shape: [...d.lead, d.Nq, d.Dv] },
   };

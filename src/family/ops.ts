@@ -4,10 +4,13 @@ import { AttentionError } from "../errors.js";
 import { describe, type Tensor } from "../tensor.js";
 import type { FamilyOptions, FamilyResult } from "./common.js";
 import type { Matrix, Vector } from "./common.js";
-import { scoreTermsAttention, type ScoreTerm } from "./terms.js";
+import { scoreTermsAttention, scoreTermsAttentionAsync, type ScoreTerm } from "./terms.js";
 
 export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
 export type { ScoreTerm } from "./terms.js";
+
+// The arguments of scoreTermsAttention(Async) an op passes on.
+type TermsCall = Parameters<typeof scoreTermsAttention>;
 
 function params<T>(op: string, p: T): T {
   if (typeof p !== "object" || p === null) {
@@ -28,17 +31,31 @@ export function additiveAttention(
   p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
   options: FamilyOptions = {},
 ): FamilyResult {
-  const op = "additiveAttention";
+  return scoreTermsAttention(...additive("additiveAttention", q, k, v, p, options));
+}
+
+/** additiveAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function additiveAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
+  options: FamilyOptions = {},
+): Promise<FamilyResult> {
+  return scoreTermsAttentionAsync(...additive("additiveAttentionAsync", q, k, v, p, options));
+}
+
+function additive(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
+  options: FamilyOptions,
+): TermsCall {
   const { wq, wk, va, bias } = params(op, p);
-  return scoreTermsAttention(
-    op,
-    q,
-    k,
-    v,
-    [{ kind: "additive", weight: 1, wq, wk, va, bias }],
-    options,
-    () => "params",
-  );
+  const term = { kind: "additive", weight: 1, wq, wk, va, bias }; // va, bias checked by the engine
+  return [op, q, k, v, [term], options, () => "params"];
 }
 
 /** Bilinear (Luong "general") attention: score(q, k) = qᵀ W k with W [Dq, Dk], no scaling. */
@@ -49,17 +66,30 @@ export function bilinearAttention(
   p: { w: Matrix },
   options: FamilyOptions = {},
 ): FamilyResult {
-  const op = "bilinearAttention";
+  return scoreTermsAttention(...bilinear("bilinearAttention", q, k, v, p, options));
+}
+
+/** bilinearAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function bilinearAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { w: Matrix },
+  options: FamilyOptions = {},
+): Promise<FamilyResult> {
+  return scoreTermsAttentionAsync(...bilinear("bilinearAttentionAsync", q, k, v, p, options));
+}
+
+function bilinear(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { w: Matrix },
+  options: FamilyOptions,
+): TermsCall {
   const { w } = params(op, p);
-  return scoreTermsAttention(
-    op,
-    q,
-    k,
-    v,
-    [{ kind: "bilinear", weight: 1, w }],
-    options,
-    () => "params",
-  );
+  return [op, q, k, v, [{ kind: "bilinear", weight: 1, w }], options, () => "params"];
 }
 
 /**
@@ -72,17 +102,28 @@ export function cosineAttention(
   v: Tensor,
   options: FamilyOptions & { temperature?: number } = {},
 ): FamilyResult {
-  const op = "cosineAttention";
+  return scoreTermsAttention(...cosine("cosineAttention", q, k, v, options));
+}
+
+/** cosineAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function cosineAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: FamilyOptions & { temperature?: number } = {},
+): Promise<FamilyResult> {
+  return scoreTermsAttentionAsync(...cosine("cosineAttentionAsync", q, k, v, options));
+}
+
+function cosine(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: FamilyOptions & { temperature?: number },
+): TermsCall {
   const { temperature } = params(op, options) as { temperature?: number };
-  return scoreTermsAttention(
-    op,
-    q,
-    k,
-    v,
-    [{ kind: "cosine", weight: 1, temperature }],
-    options,
-    () => "options",
-  );
+  return [op, q, k, v, [{ kind: "cosine", weight: 1, temperature }], options, () => "options"];
 }
 
 /**
@@ -98,4 +139,16 @@ export function hybridAttention(
 ): FamilyResult {
   const op = "hybridAttention";
   return scoreTermsAttention(op, q, k, v, params(op, p).terms, options);
+}
+
+/** hybridAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function hybridAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  p: { terms: ScoreTerm[] },
+  options: FamilyOptions = {},
+): Promise<FamilyResult> {
+  const op = "hybridAttentionAsync";
+  return scoreTermsAttentionAsync(op, q, k, v, params(op, p).terms, options);
 }

@@ -9,9 +9,12 @@
 // that the kernel adds to those dot products, like an additive mask.
 
 import * as P from "../../assembly/shared.js";
-import { type Call, stagedBytes, withCall } from "../call.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
 import { AttentionError } from "../errors.js";
-import { project, projectionBytes } from "../linear.js";
+import { projectSteps, projectionBytes } from "../linear.js";
+import type { Task } from "../threads.js";
+import type { Kernels } from "../runtime.js";
+import { runSteps, runStepsAsync, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
 import { describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
@@ -162,8 +165,36 @@ export function scoreTermsAttention(
   v: Tensor,
   terms: unknown,
   optionsIn: unknown,
-  label: (index: number) => string = (i) => `terms[${i}]`,
+  label?: (index: number) => string,
 ): FamilyResult {
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  return withCall(op, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+}
+
+/** scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function scoreTermsAttentionAsync(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  terms: unknown,
+  optionsIn: unknown,
+  label?: (index: number) => string,
+): Promise<FamilyResult> {
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+}
+
+// Checks the arguments and plans the call: its workspace bytes and its steps.
+function planScoreTerms(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  terms: unknown,
+  optionsIn: unknown,
+  label: (index: number) => string = (i) => `terms[${i}]`,
+): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<FamilyResult> } {
   const d = familyDims(op, q, k, v);
   const options: FamilyOptions = checkFamilyOptions(op, optionsIn);
   const checked = checkTerms(op, terms, d, label);
@@ -179,105 +210,145 @@ export function scoreTermsAttention(
       : undefined;
 
   const block = Workspace.blockSize;
-  return withCall(
-    op,
-    (kern) => {
-      let bytes = stagedBytes(q, kern) + stagedBytes(k, kern) + stagedBytes(v, kern);
-      bytes += familyBytes(kern, plan, d);
-      if (dots.length !== 1) bytes += block(d.B * (d.Nq + d.Nk) * features * 4);
-      for (const t of checked) {
-        if (t.kind === "bilinear") bytes += projectionBytes(kern, t.wT, d.B * d.Nq);
-        if (t.kind === "cosine")
-          bytes += block(d.B * d.Nq * d.Dq * 4) + block(d.B * d.Nk * d.Dk * 4);
-        if (t.kind === "additive") {
-          bytes +=
-            projectionBytes(kern, t.wq, d.B * d.Nq) + projectionBytes(kern, t.wk, d.B * d.Nk);
-          bytes += block(t.va.byteLength) + (t.bias ? block(t.bias.byteLength) : 0);
+  const bytes = (kern: Kernels): number => {
+    let bytes = stagedBytes(q, kern) + stagedBytes(k, kern) + stagedBytes(v, kern);
+    bytes += familyBytes(kern, plan, d);
+    if (dots.length !== 1) bytes += block(d.B * (d.Nq + d.Nk) * features * 4);
+    for (const t of checked) {
+      if (t.kind === "bilinear") bytes += projectionBytes(kern, t.wT, d.B * d.Nq);
+      if (t.kind === "cosine") bytes += block(d.B * d.Nq * d.Dq * 4) + block(d.B * d.Nk * d.Dk * 4);
+      if (t.kind === "additive") {
+        bytes += projectionBytes(kern, t.wq, d.B * d.Nq) + projectionBytes(kern, t.wk, d.B * d.Nk);
+        bytes += block(t.va.byteLength) + (t.bias ? block(t.bias.byteLength) : 0);
+      }
+    }
+    if (additive.length > 0) bytes += block(d.B * d.Nq * d.Nk * 4);
+    if (options.mask && maskStrides) bytes += stagedBytes(options.mask, kern);
+    return bytes;
+  };
+  const steps = function* (call: Call): Steps<FamilyResult> {
+    const qPtr = call.inputF32(q, "q");
+    const kPtr = call.inputF32(k, "k");
+    // Features of the dot terms.
+    const parts: { q: number; k: number }[] = [];
+    for (const t of dots) parts.push(yield* termFeatures(call, t, d, qPtr, kPtr));
+    let qFeatures: number;
+    let kFeatures: number;
+    if (parts.length === 1) {
+      [qFeatures, kFeatures] = [parts[0].q, parts[0].k];
+    } else if (parts.length === 0) {
+      qFeatures = zeroFeatures(call, d.B * d.Nq);
+      kFeatures = zeroFeatures(call, d.B * d.Nk);
+    } else {
+      qFeatures = call.alloc(d.B * d.Nq * features * 4, "query features");
+      kFeatures = call.alloc(d.B * d.Nk * features * 4, "key features");
+      let column = 0;
+      parts.forEach((part, i) => {
+        const width = featureSize(dots[i], d);
+        copyColumns(call, part.q, d.B * d.Nq, width, qFeatures, features, column, dots[i].factor);
+        copyColumns(call, part.k, d.B * d.Nk, width, kFeatures, features, column, 1);
+        column += width;
+      });
+    }
+    // Score matrix of the additive terms, with the user's mask applied last.
+    let scores: number | undefined;
+    if (additive.length > 0) {
+      scores = call.alloc(d.B * d.Nq * d.Nk * 4, "additive scores");
+      for (const [i, t] of additive.entries()) {
+        if (t.kind !== "additive") continue;
+        const last = i === additive.length - 1;
+        const mask = last ? options.mask : undefined;
+        let maskPtr = 0;
+        if (mask) {
+          maskPtr =
+            mask.data instanceof Uint8Array
+              ? call.inputU8(mask as Tensor<Uint8Array>, "mask")
+              : call.inputF32(mask as Tensor, "mask");
         }
+        const A = t.wq.shape[0];
+        const biasPtr = t.bias ? call.inputF32({ data: t.bias, shape: [A] }, "bias") : 0;
+        const qp = yield* projectSteps(call, qPtr, d.B * d.Nq, t.wq, 0);
+        const kp = yield* projectSteps(call, kPtr, d.B * d.Nk, t.wk, biasPtr);
+        const va = call.inputF32({ data: t.va, shape: [A] }, "va");
+        const maskKind = !mask
+          ? P.MASK_NONE
+          : mask.data instanceof Uint8Array
+            ? P.MASK_BOOL
+            : P.MASK_ADDITIVE;
+        yield additiveScoresStep(d, A, qp, kp, va, scores, i > 0, maskPtr, maskKind, maskStrides);
       }
-      if (additive.length > 0) bytes += block(d.B * d.Nq * d.Nk * 4);
-      if (options.mask && maskStrides) bytes += stagedBytes(options.mask, kern);
-      return bytes;
-    },
-    (call) => {
-      const qPtr = call.inputF32(q, "q");
-      const kPtr = call.inputF32(k, "k");
-      // Features of the dot terms.
-      const parts = dots.map((t) => termFeatures(call, t, d, qPtr, kPtr));
-      let qFeatures: number;
-      let kFeatures: number;
-      if (parts.length === 1) {
-        [qFeatures, kFeatures] = [parts[0].q, parts[0].k];
-      } else if (parts.length === 0) {
-        qFeatures = zeroFeatures(call, d.B * d.Nq);
-        kFeatures = zeroFeatures(call, d.B * d.Nk);
-      } else {
-        qFeatures = call.alloc(d.B * d.Nq * features * 4, "query features");
-        kFeatures = call.alloc(d.B * d.Nk * features * 4, "key features");
-        let column = 0;
-        parts.forEach((part, i) => {
-          const width = featureSize(dots[i], d);
-          copyColumns(call, part.q, d.B * d.Nq, width, qFeatures, features, column, dots[i].factor);
-          copyColumns(call, part.k, d.B * d.Nk, width, kFeatures, features, column, 1);
-          column += width;
-        });
-      }
-      // Score matrix of the additive terms, with the user's mask applied last.
-      let scores: number | undefined;
-      if (additive.length > 0) {
-        scores = call.alloc(d.B * d.Nq * d.Nk * 4, "additive scores");
-        additive.forEach((t, i) => {
-          if (t.kind !== "additive") return;
-          const last = i === additive.length - 1;
-          const mask = last ? options.mask : undefined;
-          let maskPtr = 0;
-          if (mask) {
-            maskPtr =
-              mask.data instanceof Uint8Array
-                ? call.inputU8(mask as Tensor<Uint8Array>, "mask")
-                : call.inputF32(mask as Tensor, "mask");
-          }
-          const A = t.wq.shape[0];
-          const biasPtr = t.bias ? call.inputF32({ data: t.bias, shape: [A] }, "bias") : 0;
-          const qp = project(call, qPtr, d.B * d.Nq, t.wq, 0);
-          const kp = project(call, kPtr, d.B * d.Nk, t.wk, biasPtr);
-          const va = call.inputF32({ data: t.va, shape: [A] }, "va");
-          const ms = maskStrides ?? [0, 0, 0];
-          call.kernels.exports.additiveScores(
-            qp,
-            kp,
-            va,
-            d.B,
-            d.Nq,
-            d.Nk,
-            A,
-            scores!,
-            i > 0 ? 1 : 0,
-            maskPtr,
-            mask ? (mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE) : P.MASK_NONE,
-            ms[0],
-            ms[1],
-            ms[2],
-          );
-        });
-      }
-      return familyAttend(call, plan, d, qFeatures, kFeatures, v, scores);
-    },
-  );
+    }
+    return yield* familyAttend(call, plan, d, qFeatures, kFeatures, v, scores);
+  };
+  return { bytes, steps };
+}
+
+// The additive scores [B, Nq, Nk] (assembly/family.ts), split by batch entries, or by query rows
+// when there is one batch entry, across the threads.
+function additiveScoresStep(
+  d: FamilyDims,
+  A: number,
+  qp: number,
+  kp: number,
+  va: number,
+  scores: number,
+  accumulate: boolean,
+  mask: number,
+  maskKind: number,
+  maskStrides: readonly number[] | undefined,
+): Step {
+  const [msB, msQ, msK] = maskStrides ?? [0, 0, 0];
+  const maskBytes = maskKind === P.MASK_BOOL ? 1 : 4;
+  const byRows = d.B === 1;
+  const units = byRows ? d.Nq : d.B;
+  const tasks = (threads: number): Task[] => {
+    const out: Task[] = [];
+    for (let t = 0; t < threads; t++) {
+      const begin = Math.floor((t * units) / threads);
+      const end = Math.floor(((t + 1) * units) / threads);
+      if (end <= begin) continue;
+      // Batch entries [b0, b0 + batch), query rows [i0, i0 + rows) of each.
+      const [b0, batch, i0, rows] = byRows
+        ? [0, 1, begin, end - begin]
+        : [begin, end - begin, 0, d.Nq];
+      const firstRow = b0 * d.Nq + i0;
+      out.push({
+        fn: "additiveScores",
+        args: [
+          qp + firstRow * A * 4,
+          kp + b0 * d.Nk * A * 4,
+          va,
+          batch,
+          rows,
+          d.Nk,
+          A,
+          scores + firstRow * d.Nk * 4,
+          accumulate ? 1 : 0,
+          mask === 0 ? 0 : mask + (b0 * msB + i0 * msQ) * maskBytes,
+          maskKind,
+          msB,
+          msQ,
+          msK,
+        ],
+      });
+    }
+    return out;
+  };
+  return { split: { units, work: d.B * d.Nq * d.Nk * A, tasks } };
 }
 
 // The query and key features of one dot term, in WASM memory ([B·Nq, F] and [B·Nk, F]).
-function termFeatures(
+function* termFeatures(
   call: Call,
   t: CheckedTerm,
   d: FamilyDims,
   qPtr: number,
   kPtr: number,
-): { q: number; k: number } {
+): Steps<{ q: number; k: number }> {
   switch (t.kind) {
     case "bilinear":
       // q·W·kᵀ = (q·W)·kᵀ: fold W into the queries with the GEMM.
-      return { q: project(call, qPtr, d.B * d.Nq, t.wT, 0), k: kPtr };
+      return { q: yield* projectSteps(call, qPtr, d.B * d.Nq, t.wT, 0), k: kPtr };
     case "cosine": {
       const qn = call.alloc(d.B * d.Nq * d.Dq * 4, "normalised q");
       const kn = call.alloc(d.B * d.Nk * d.Dk * 4, "normalised k");
