@@ -52,7 +52,7 @@ export {
   type BlockSparseOptions,
 } from "./family/block-sparse.js";
 export { sparsePatterns } from "./family/sparse-patterns.js";
-export { hardAttention, type HardAttentionOptions } from "./family/hard.js";
+export { hardAttention, hardAttentionAsync, type HardAttentionOptions } from "./family/hard.js";
 export { attentionPooling, attentionPoolingAsync } from "./family/pooling.js";
 export { alibiSlopes } from "./alibi.js";
 export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";

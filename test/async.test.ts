@@ -1,5 +1,5 @@
 // The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync,
-// blockSparseAttentionAsync, attentionPoolingAsync and the score-term family's give the same numbers as their synchronous ops (the split across
+// blockSparseAttentionAsync, attentionPoolingAsync, hardAttentionAsync and the score-term family's give the same numbers as their synchronous ops (the split across
 // workers is by row and by head, so results are bit-identical), through a KV cache too; rejections
 // leave the module usable; dispose() while a call is pending. Runs with the pool in "node-threads"
 // and on the calling thread elsewhere.
@@ -15,6 +15,8 @@ import {
   cosineAttentionAsync,
   hybridAttention,
   hybridAttentionAsync,
+  hardAttention,
+  hardAttentionAsync,
   attentionPooling,
   attentionPoolingAsync,
   blockSparseAttention,
@@ -285,5 +287,30 @@ describe("the score-term family's async twins", () => {
       code: "BAD_OPTION",
     });
     expect(workspace.bytesInUse).toBe(inUse);
+  });
+});
+
+describe("hardAttentionAsync", () => {
+  // B = 1 splits by kv-head groups, B = 3 by batch entries; masks broadcast over heads or batches.
+  it.each([
+    [1, [1, 4, 40, 50]],
+    [3, [3, 1, 40, 50]],
+    [3, [40, 50]],
+  ] as const)("equals hardAttention (B = %i, mask %j)", async (B, maskShape) => {
+    const r = rng(22 + B);
+    const q = randomTensor(r, [B, 4, 40, 12]);
+    const k = randomTensor(r, [B, 2, 50, 12]);
+    const v = randomTensor(r, [B, 2, 50, 9]);
+    for (const mask of [randomBoolMask(r, maskShape, 0.6), randomAdditiveMask(r, maskShape, 0.6)]) {
+      const options = { topK: 5, mask, returnWeights: true };
+      const sync = hardAttention(q, k, v, options);
+      const async = await hardAttentionAsync(q, k, v, options);
+      same(async.output.data, sync.output.data);
+      same(async.weights?.data, sync.weights?.data);
+    }
+    await expect(hardAttentionAsync(q, k, v, { topK: 0 })).rejects.toMatchObject({
+      code: "BAD_OPTION",
+      message: expect.stringContaining("hardAttentionAsync: topK"),
+    });
   });
 });

@@ -2,8 +2,11 @@
 // scaledDotProductAttention.
 
 import * as P from "../../assembly/shared.js";
-import { stagedBytes, withCall } from "../call.js";
+import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
 import { AttentionError } from "../errors.js";
+import type { Kernels } from "../runtime.js";
+import { runSteps, runStepsAsync, type Steps } from "../steps.js";
+import type { Task } from "../threads.js";
 import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
 import { describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
@@ -31,21 +34,46 @@ export function hardAttention(
   v: Tensor,
   options: HardAttentionOptions,
 ): AttentionResult {
-  const dims = attentionInputDims(OP, q, k, v);
+  const plan = planHard(OP, q, k, v, options);
+  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+}
+
+/** hardAttention that never blocks the calling thread (the pool's workers compute it). */
+export async function hardAttentionAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: HardAttentionOptions,
+): Promise<AttentionResult> {
+  const op = `${OP}Async`;
+  const plan = planHard(op, q, k, v, options);
+  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+}
+
+// Checks the arguments and plans the call: its workspace bytes and its steps. The kernel is split
+// across threads by batch entries, or by groups of query heads sharing a kv head when B = 1.
+function planHard(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: HardAttentionOptions,
+): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<AttentionResult> } {
+  const dims = attentionInputDims(op, q, k, v);
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
+      `${op}: options must be an object, got ${describe(options)}`,
     );
   }
   const { topK } = options;
   if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: topK must be an integer >= 1, got ${describe(topK)}`,
+      `${op}: topK must be an integer >= 1, got ${describe(topK)}`,
     );
   }
-  const plan = planAttention(OP, dims, {
+  const plan = planAttention(op, dims, {
     scale: options.scale,
     mask: options.mask,
     returnWeights: options.returnWeights,
@@ -53,67 +81,87 @@ export function hardAttention(
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   const kept = Math.min(topK, Math.max(Nk, 1));
   const block = Workspace.blockSize;
-  return withCall(
-    OP,
-    (kern) =>
-      stagedBytes(q, kern) +
-      stagedBytes(k, kern) +
-      stagedBytes(v, kern) +
-      (plan.mask ? stagedBytes(plan.mask.tensor, kern) : 0) +
-      block(B * H * Nq * Dv * 4) +
-      (plan.returnWeights ? block(B * H * Nq * Nk * 4) : 0) +
-      block(kern.exports.hardAttentionScratchBytes(Nk, kept)),
-    (call) => {
-      const { exports } = call.kernels;
-      const qPtr = call.inputF32(q, "q");
-      const kPtr = call.inputF32(k, "k");
-      const vPtr = call.inputF32(v, "v");
-      const mask = plan.mask;
-      let maskPtr = 0;
-      if (mask) {
-        maskPtr =
-          mask.tensor.data instanceof Uint8Array
-            ? call.inputU8(mask.tensor as Tensor<Uint8Array>, "mask")
-            : call.inputF32(mask.tensor as Tensor, "mask");
+  const scratchBytes = (kern: Kernels): number => kern.exports.hardAttentionScratchBytes(Nk, kept);
+  const bytes = (kern: Kernels): number =>
+    stagedBytes(q, kern) +
+    stagedBytes(k, kern) +
+    stagedBytes(v, kern) +
+    (plan.mask ? stagedBytes(plan.mask.tensor, kern) : 0) +
+    block(B * H * Nq * Dv * 4) +
+    (plan.returnWeights ? block(B * H * Nq * Nk * 4) : 0) +
+    (kern.pool?.size ?? 1) * block(scratchBytes(kern));
+  const steps = function* (call: Call): Steps<AttentionResult> {
+    const qPtr = call.inputF32(q, "q");
+    const kPtr = call.inputF32(k, "k");
+    const vPtr = call.inputF32(v, "v");
+    const mask = plan.mask;
+    let maskPtr = 0;
+    if (mask) {
+      maskPtr =
+        mask.tensor.data instanceof Uint8Array
+          ? call.inputU8(mask.tensor as Tensor<Uint8Array>, "mask")
+          : call.inputF32(mask.tensor as Tensor, "mask");
+    }
+    const outPtr = call.alloc(B * H * Nq * Dv * 4, "output");
+    const weightsPtr = plan.returnWeights ? call.alloc(B * H * Nq * Nk * 4, "weights") : 0;
+    const [msB, msH, msQ, msK] = mask ? mask.strides : [0, 0, 0, 0];
+    const maskKind = mask ? mask.kind : P.MASK_NONE;
+    const maskBytes = maskKind === P.MASK_BOOL ? 1 : 4;
+    // Units: batch entries, or (B = 1) kv heads with the query heads of their group.
+    const group = H / Hkv;
+    const byBatch = B > 1;
+    const units = byBatch ? B : Hkv;
+    const tasks = (threads: number): Task[] => {
+      const out: Task[] = [];
+      for (let t = 0; t < threads; t++) {
+        const begin = Math.floor((t * units) / threads);
+        const end = Math.floor(((t + 1) * units) / threads);
+        if (end <= begin) continue;
+        const [b0, batch] = byBatch ? [begin, end - begin] : [0, 1];
+        const [kv0, kvHeads] = byBatch ? [0, Hkv] : [begin, end - begin];
+        const qRow = (b0 * H + kv0 * group) * Nq; // first query row of the task
+        const kvRow = (b0 * Hkv + kv0) * Nk; // first key row
+        out.push({
+          fn: "hardAttention",
+          args: [
+            qPtr + qRow * D * 4,
+            kPtr + kvRow * D * 4,
+            vPtr + kvRow * Dv * 4,
+            outPtr + qRow * Dv * 4,
+            weightsPtr && weightsPtr + qRow * Nk * 4,
+            batch,
+            kvHeads * group,
+            kvHeads,
+            Nq,
+            Nk,
+            D,
+            Dv,
+            plan.scale,
+            kept,
+            maskPtr && maskPtr + (b0 * msB + kv0 * group * msH) * maskBytes,
+            maskKind,
+            msB,
+            msH,
+            msQ,
+            msK,
+            call.alloc(scratchBytes(call.kernels), "scratch"),
+          ],
+        });
       }
-      const outPtr = call.alloc(B * H * Nq * Dv * 4, "output");
-      const weightsPtr = plan.returnWeights ? call.alloc(B * H * Nq * Nk * 4, "weights") : 0;
-      const scratch = call.alloc(exports.hardAttentionScratchBytes(Nk, kept), "scratch");
-      const ms = mask ? mask.strides : [0, 0, 0, 0];
-      exports.hardAttention(
-        qPtr,
-        kPtr,
-        vPtr,
-        outPtr,
-        weightsPtr,
-        B,
-        H,
-        Hkv,
-        Nq,
-        Nk,
-        D,
-        Dv,
-        plan.scale,
-        kept,
-        maskPtr,
-        mask ? mask.kind : P.MASK_NONE,
-        ms[0],
-        ms[1],
-        ms[2],
-        ms[3],
-        scratch,
-      );
-      const lead = q.shape.slice(0, -2);
-      const result: AttentionResult = {
-        output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+      return out;
+    };
+    yield { split: { units, work: B * H * Nq * Nk * (D + Dv), tasks } };
+    const lead = q.shape.slice(0, -2);
+    const result: AttentionResult = {
+      output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+    };
+    if (weightsPtr) {
+      result.weights = {
+        data: call.outputF32(weightsPtr, B * H * Nq * Nk),
+        shape: [...lead, Nq, Nk],
       };
-      if (weightsPtr) {
-        result.weights = {
-          data: call.outputF32(weightsPtr, B * H * Nq * Nk),
-          shape: [...lead, Nq, Nk],
-        };
-      }
-      return result;
-    },
-  );
+    }
+    return result;
+  };
+  return { bytes, steps };
 }
