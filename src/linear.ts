@@ -1,7 +1,7 @@
 // linear(x, w, b): y = x·Wᵀ + b on the packed SIMD GEMM (assembly/gemm.ts).
 
 import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
-import { gemmRows, gemmRowsAsync, runAsync } from "./parallel.js";
+import { gemmRowsAsync, runAsync } from "./parallel.js";
 import { runSteps, type Steps } from "./steps.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";

@@ -6,7 +6,7 @@
 // projections through strides (head h is columns h·hd..(h+1)·hd) and writes its output in the same
 // concatenated layout, which the output projection then reads: no transposes anywhere.
 
-import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
+import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
@@ -14,7 +14,14 @@ import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } fr
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
 import { checkTensor, describe, type Tensor } from "./tensor.js";
-import { runSteps, runStepsAsync, type AttentionStep, type Step, type Steps } from "./steps.js";
+import {
+  runPlanned,
+  runPlannedAsync,
+  type Planned,
+  type AttentionStep,
+  type Step,
+  type Steps,
+} from "./steps.js";
 import { Workspace } from "./workspace.js";
 import * as P from "../assembly/shared.js";
 
@@ -179,7 +186,7 @@ export class MultiHeadAttention {
   ): { output: Tensor; weights?: Tensor } {
     this.#checkLive(FORWARD);
     const plan = this.#planForward(FORWARD, query, key ?? query, value ?? query, options);
-    return withCall(FORWARD, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+    return runPlanned(FORWARD, plan);
   }
 
   /**
@@ -199,7 +206,7 @@ export class MultiHeadAttention {
     const plan = this.#planForward(op, query, key ?? query, value ?? query, options);
     this.#pending++;
     try {
-      return await withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+      return await runPlannedAsync(op, plan);
     } finally {
       if (--this.#pending === 0 && this.#disposed) this.#release();
     }
@@ -286,10 +293,7 @@ export class MultiHeadAttention {
     key: Tensor,
     value: Tensor,
     options: MultiHeadAttentionForwardOptions,
-  ): {
-    bytes: (k: Kernels) => number;
-    steps: (call: Call) => Steps<{ output: Tensor; weights?: Tensor }>;
-  } {
+  ): Planned<{ output: Tensor; weights?: Tensor }> {
     if (typeof options !== "object" || options === null) {
       throw new AttentionError(
         "BAD_OPTION",

@@ -3,7 +3,8 @@
 // runs each step on the calling thread and the pool, blocking where allowed; runStepsAsync awaits
 // each on the workers, so the calling thread never blocks.
 
-import type { Call } from "./call.js";
+import { type Call, withCall, withCallAsync } from "./call.js";
+import type { Kernels } from "./runtime.js";
 import {
   gemmRows,
   gemmRowsAsync,
@@ -54,4 +55,20 @@ export async function runStepsAsync<T>(call: Call, steps: Steps<T>): Promise<T> 
     else if (step.split) await runSplitAsync(call, step.split);
     else step.result = await runAttentionAsync(call, step.plan, step.operands);
   }
+}
+
+/** A checked and planned op: the workspace bytes it needs and its body. */
+export interface Planned<T> {
+  bytes: (kernels: Kernels) => number;
+  steps: (call: Call) => Steps<T>;
+}
+
+/** Runs a planned op in a call of its own. */
+export function runPlanned<T>(op: string, plan: Planned<T>): T {
+  return withCall(op, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+}
+
+/** runPlanned without blocking the calling thread. */
+export function runPlannedAsync<T>(op: string, plan: Planned<T>): Promise<T> {
+  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
 }

@@ -34,7 +34,6 @@ import {
   type Tolerance,
 } from "./helpers/conformance";
 import {
-  randInt,
   randomAdditiveMask,
   randomBoolMask,
   randomTensor,

@@ -3,7 +3,7 @@
 // time falls with density. sparsePatterns builds the classic layouts.
 
 import * as P from "../../assembly/shared.js";
-import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
+import { type Call, stagedBytes } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import {
   attentionBytes,
@@ -13,7 +13,13 @@ import {
   type AttentionResult,
 } from "../sdpa.js";
 import type { Kernels } from "../runtime.js";
-import { runSteps, runStepsAsync, type AttentionStep, type Steps } from "../steps.js";
+import {
+  runPlanned,
+  runPlannedAsync,
+  type Planned,
+  type AttentionStep,
+  type Steps,
+} from "../steps.js";
 import { checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
@@ -42,7 +48,7 @@ export function blockSparseAttention(
   options: BlockSparseOptions,
 ): AttentionResult {
   const plan = planBlockSparse(OP, q, k, v, options);
-  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+  return runPlanned(OP, plan);
 }
 
 /** blockSparseAttention that never blocks the calling thread (the pool's workers compute it). */
@@ -54,7 +60,7 @@ export async function blockSparseAttentionAsync(
 ): Promise<AttentionResult> {
   const op = `${OP}Async`;
   const plan = planBlockSparse(op, q, k, v, options);
-  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+  return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps.
@@ -64,7 +70,7 @@ function planBlockSparse(
   k: Tensor,
   v: Tensor,
   options: BlockSparseOptions,
-): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<AttentionResult> } {
+): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(

@@ -2,10 +2,10 @@
 // scaledDotProductAttention.
 
 import * as P from "../../assembly/shared.js";
-import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
+import { type Call, stagedBytes } from "../call.js";
 import { AttentionError } from "../errors.js";
 import type { Kernels } from "../runtime.js";
-import { runSteps, runStepsAsync, type Steps } from "../steps.js";
+import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
 import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
 import { describe, type Tensor } from "../tensor.js";
@@ -35,7 +35,7 @@ export function hardAttention(
   options: HardAttentionOptions,
 ): AttentionResult {
   const plan = planHard(OP, q, k, v, options);
-  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+  return runPlanned(OP, plan);
 }
 
 /** hardAttention that never blocks the calling thread (the pool's workers compute it). */
@@ -47,7 +47,7 @@ export async function hardAttentionAsync(
 ): Promise<AttentionResult> {
   const op = `${OP}Async`;
   const plan = planHard(op, q, k, v, options);
-  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+  return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps. The kernel is split
@@ -58,7 +58,7 @@ function planHard(
   k: Tensor,
   v: Tensor,
   options: HardAttentionOptions,
-): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<AttentionResult> } {
+): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(

@@ -4,12 +4,18 @@
 // attention kernel at scale 1, with the mask as a key-padding mask.
 
 import * as P from "../../assembly/shared.js";
-import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
+import { type Call, stagedBytes } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import { projectSteps, projectionBytes } from "../linear.js";
 import type { Kernels } from "../runtime.js";
 import { attentionBytes, planAttention } from "../sdpa.js";
-import { runSteps, runStepsAsync, type AttentionStep, type Steps } from "../steps.js";
+import {
+  runPlanned,
+  runPlannedAsync,
+  type Planned,
+  type AttentionStep,
+  type Steps,
+} from "../steps.js";
 import { checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
@@ -30,7 +36,7 @@ export function attentionPooling(
   options: { mask?: Tensor<Uint8Array> } = {},
 ): Pooled {
   const plan = planPooling(OP, h, params, options);
-  return withCall(OP, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+  return runPlanned(OP, plan);
 }
 
 /** attentionPooling that never blocks the calling thread (the pool's workers compute it). */
@@ -41,7 +47,7 @@ export async function attentionPoolingAsync(
 ): Promise<Pooled> {
   const op = `${OP}Async`;
   const plan = planPooling(op, h, params, options);
-  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+  return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps.
@@ -50,7 +56,7 @@ function planPooling(
   h: Tensor,
   params: Params,
   options: { mask?: Tensor<Uint8Array> },
-): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<Pooled> } {
+): Planned<Pooled> {
   checkTensor(op, "h", h, ["float32"]);
   const s = h.shape;
   if (s.length !== 3 && s.length !== 2) {

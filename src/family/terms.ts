@@ -9,12 +9,12 @@
 // that the kernel adds to those dot products, like an additive mask.
 
 import * as P from "../../assembly/shared.js";
-import { type Call, stagedBytes, withCall, withCallAsync } from "../call.js";
+import { type Call, stagedBytes } from "../call.js";
 import { AttentionError } from "../errors.js";
 import { projectSteps, projectionBytes } from "../linear.js";
 import type { Task } from "../threads.js";
 import type { Kernels } from "../runtime.js";
-import { runSteps, runStepsAsync, type Step, type Steps } from "../steps.js";
+import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
 import { describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
@@ -31,7 +31,6 @@ import {
   type FamilyOptions,
   type FamilyResult,
   type Matrix,
-  type Vector,
 } from "./common.js";
 
 /** One score term of hybridAttention. */
@@ -168,7 +167,7 @@ export function scoreTermsAttention(
   label?: (index: number) => string,
 ): FamilyResult {
   const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
-  return withCall(op, plan.bytes, (call) => runSteps(call, plan.steps(call)));
+  return runPlanned(op, plan);
 }
 
 /** scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). */
@@ -182,7 +181,7 @@ export async function scoreTermsAttentionAsync(
   label?: (index: number) => string,
 ): Promise<FamilyResult> {
   const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
-  return withCallAsync(op, plan.bytes, (call) => runStepsAsync(call, plan.steps(call)));
+  return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps.
@@ -194,7 +193,7 @@ function planScoreTerms(
   terms: unknown,
   optionsIn: unknown,
   label: (index: number) => string = (i) => `terms[${i}]`,
-): { bytes: (k: Kernels) => number; steps: (call: Call) => Steps<FamilyResult> } {
+): Planned<FamilyResult> {
   const d = familyDims(op, q, k, v);
   const options: FamilyOptions = checkFamilyOptions(op, optionsIn);
   const checked = checkTerms(op, terms, d, label);
