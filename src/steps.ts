@@ -1,7 +1,7 @@
 // One body for an op and its …Async twin: the body is a generator that yields its heavy steps (a
-// GEMM, an attention call, other kernels split across threads) and does the light work (staging, small kernels) in between. runSteps
-// runs each step on the calling thread and the pool, blocking where allowed; runStepsAsync awaits
-// each on the workers, so the calling thread never blocks.
+// GEMM, an attention call, other kernels split across threads) and does the light work (staging,
+// small kernels) in between. runSteps runs each step on the calling thread and the pool, blocking
+// where allowed; runStepsAsync awaits each on the workers, so the calling thread never blocks.
 
 import { type Call, withCall, withCallAsync } from "./call.js";
 import type { Kernels } from "./runtime.js";
