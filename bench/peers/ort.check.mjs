@@ -9,6 +9,7 @@ import {
   referenceMha,
   referenceSdpa,
 } from "./ort.mjs";
+import { maxAbsErr, randomArray, rng } from "./check-helpers.mjs";
 
 const TOLERANCE = 1e-4;
 
@@ -29,35 +30,6 @@ const mhaCases = [
 const decodeCases = [{ H: 2, Nk: 9, D: 8 }];
 const DECODE_STEPS = 3; // runs of one session, each with a fresh q and K/V cache
 
-// Small deterministic PRNG (mulberry32) so failures are reproducible.
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Uniform in [-bound, bound). */
-function randomArray(n, rand, bound = 2) {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * bound;
-  return a;
-}
-
-/** Max |got - want|; Infinity on a length mismatch, NaN if any element is NaN. */
-function maxAbsErr(got, want) {
-  if (got.length !== want.length) return Infinity;
-  let maxErr = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (Number.isNaN(err)) return NaN;
-    if (err > maxErr) maxErr = err;
-  }
-  return maxErr;
-}
-
 let failed = false;
 function report(label, maxErr) {
   const ok = maxErr <= TOLERANCE; // false for NaN
@@ -70,9 +42,9 @@ const rand = rng(42);
 
 for (const c of sdpaCases) {
   const { B, H, Nq, Nk, D, Dv } = c;
-  const q = randomArray(B * H * Nq * D, rand);
-  const k = randomArray(B * H * Nk * D, rand);
-  const v = randomArray(B * H * Nk * Dv, rand);
+  const q = randomArray(B * H * Nq * D, rand, 2);
+  const k = randomArray(B * H * Nk * D, rand, 2);
+  const v = randomArray(B * H * Nk * Dv, rand, 2);
 
   const sdpa = await createOrtSdpa(c);
   const got = await sdpa.run(q, k, v);
@@ -92,7 +64,7 @@ for (const c of mhaCases) {
   const weights = {};
   for (const name of ["wq", "wk", "wv", "wo"]) weights[name] = randomArray(E * E, rand, bound);
   for (const name of ["bq", "bk", "bv", "bo"]) weights[name] = randomArray(E, rand, 0.5);
-  const x = randomArray(B * N * E, rand);
+  const x = randomArray(B * N * E, rand, 2);
 
   const mha = await createOrtMha({ ...c, ...weights });
   const got = await mha.run(x);
@@ -106,9 +78,9 @@ for (const c of decodeCases) {
   const decode = await createOrtDecode(c);
   let maxErr = 0;
   for (let step = 0; step < DECODE_STEPS; step++) {
-    const q = randomArray(H * D, rand);
-    const k = randomArray(H * Nk * D, rand);
-    const v = randomArray(H * Nk * D, rand);
+    const q = randomArray(H * D, rand, 2);
+    const k = randomArray(H * Nk * D, rand, 2);
+    const v = randomArray(H * Nk * D, rand, 2);
     const got = await decode.run(q, k, v);
     const want = referenceSdpa(q, k, v, { B: 1, H, Nq: 1, Nk, D, Dv: D });
     maxErr = Math.max(maxErr, maxAbsErr(got, want)); // a NaN sticks

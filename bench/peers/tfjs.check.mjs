@@ -5,6 +5,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { initTfjsWasm, plainAdditiveAttention, tfjsAdditiveAttention } from "./tfjs.mjs";
+import { maxAbsErr, randomArray, rng } from "./check-helpers.mjs";
 
 const TOLERANCE = 1e-4;
 
@@ -14,35 +15,6 @@ const cases = [
   { B: 3, Nq: 8, Nk: 1, Dq: 4, Dk: 7, Dv: 5, A: 16 },
   { B: 1, Nq: 16, Nk: 24, Dq: 32, Dk: 32, Dv: 32, A: 32 },
 ];
-
-// Small deterministic PRNG (mulberry32) so failures are reproducible.
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Uniform in [-bound, bound). */
-function randomArray(n, rand, bound = 1) {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * bound;
-  return a;
-}
-
-/** Max |got - want|; Infinity on a length mismatch, NaN if any element is NaN. */
-function maxAbsErr(got, want) {
-  if (got.length !== want.length) return Infinity;
-  let maxErr = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (Number.isNaN(err)) return NaN;
-    if (err > maxErr) maxErr = err;
-  }
-  return maxErr;
-}
 
 /** Float64 reference, written directly from the definition (no precomputed projections). */
 function referenceAdditive(q, k, v, wq, wk, va, { B, Nq, Nk, Dq, Dk, Dv, A }) {
@@ -101,8 +73,8 @@ if (fetchCalls !== 0) failed = true;
 const rand = rng(7);
 for (const c of cases) {
   const { B, Nq, Nk, Dq, Dk, Dv, A } = c;
-  const q = randomArray(B * Nq * Dq, rand);
-  const k = randomArray(B * Nk * Dk, rand);
+  const q = randomArray(B * Nq * Dq, rand, 1);
+  const k = randomArray(B * Nk * Dk, rand, 1);
   const v = randomArray(B * Nk * Dv, rand, 2);
   // Projections scaled like Xavier init; va large enough that the softmax is far from uniform.
   const wq = randomArray(A * Dq, rand, Math.sqrt(6 / (A + Dq)));
