@@ -2,7 +2,7 @@
 // sizes; the TypeScript loader (src/runtime.ts) owns all allocation.
 
 export { sdpaForward, sdpaScratchBytes } from "./sdpa";
-export { sdpaBackward, sdpaBackwardScratchBytes } from "./scalar-sdpa";
+export { sdpaBackward, sdpaBackwardScratchBytes } from "./sdpa-backward";
 export { softmaxForward } from "./softmax";
 
 /** First byte of linear memory that the loader may use: everything below holds static data. */

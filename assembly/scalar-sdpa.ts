@@ -19,7 +19,6 @@ import {
   SDPA_MASK_STRIDE_Q,
   SDPA_MASK_STRIDE_K,
   SDPA_H,
-  SDPA_B,
   SDPA_HKV,
   SDPA_NQ,
   SDPA_NK,
@@ -217,20 +216,21 @@ export function scalarSdpaForward(
   }
 }
 
-/** Scratch of the backward kernel: a row of scores and a row of softcap derivatives. */
-export function sdpaBackwardScratchBytes(keys: i32): usize {
+/** Scratch of the scalar backward kernel: a row of scores and a row of softcap derivatives. */
+export function scalarSdpaBackwardScratchBytes(keys: i32): usize {
   return <usize>keys * 8 + 64;
 }
 
 /**
- * Gradients of L = Σ output ⊙ gradOut for the (batch, head) pairs of the call at `params` (the
- * forward call's parameter block): dq [B,H,Nq,D] (q's strides), dk and dv [B,Hkv,Nk,·] (k's and
- * v's strides; grouped heads add into their kv head), which must start zeroed. The probabilities
+ * The backward pass of the scalar build (sdpa-backward.ts has the SIMD one and the contract):
+ * gradients of L = Σ output ⊙ gradOut for the (batch, head) pairs headBegin..headEnd−1 of the call
+ * at `params` (the forward call's parameter block): dq [B,H,Nq,D] (q's strides), dk and dv
+ * [B,Hkv,Nk,·] (k's and v's strides; grouped heads add into their kv head), which must start zeroed. The probabilities
  * are recomputed from the forward lse, row by row: P = exp(S − lse), dV += Pᵀ·dO, dP = dO·Vᵀ,
  * dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = scale·dS·K, dK = scale·dSᵀ·Q (times the softcap derivative).
  * A fully masked row (lse = -Infinity) contributes nothing.
  */
-export function sdpaBackward(
+export function scalarSdpaBackward(
   params: usize,
   scratch: usize,
   gradOut: usize,
@@ -238,9 +238,10 @@ export function sdpaBackward(
   dq: usize,
   dk: usize,
   dv: usize,
+  headBegin: i32,
+  headEnd: i32,
 ): void {
   const H = param(params, SDPA_H);
-  const B = param(params, SDPA_B);
   const group = H / param(params, SDPA_HKV);
   const nq = param(params, SDPA_NQ);
   const nk = param(params, SDPA_NK);
@@ -249,7 +250,7 @@ export function sdpaBackward(
   const scale = load<f32>(params + SDPA_SCALE);
   const scores = scratch;
   const capGrad = scratch + <usize>nk * 4;
-  for (let bh = 0; bh < B * H; bh++) {
+  for (let bh = headBegin; bh < headEnd; bh++) {
     const b = bh / H;
     const h = bh - b * H;
     const kvh = h / group;

@@ -95,57 +95,64 @@ const PREFETCH_MIN_BYTES: i64 = 8 << 20;
 const SCORE_GROUP_BYTES: i32 = KEY_TILE * 16;
 // 16 bytes of the worker's scratch to assemble a v128 from 4 scalars (lane indices must be
 // constants). Not static memory: with threads, every worker needs its own.
-let laneBuffer: usize = 0;
+export let laneBuffer: usize = 0;
 
 // ---- The current call, read once from the parameter block ----
-let nq: i32 = 0;
-let nk: i32 = 0;
-let headDim: i32 = 0;
-let valueDim: i32 = 0;
+// (Exported read-only for the backward pass, sdpa-backward.ts.)
+let numHeads: i32 = 0;
+let groupSize: i32 = 0;
+export let nq: i32 = 0;
+export let nk: i32 = 0;
+export let headDim: i32 = 0;
+export let valueDim: i32 = 0;
 let accStride: i32 = 0; // floats per accumulator row (Dv rounded up to 4)
 let diagOffset: i32 = 0;
 let structured: bool = false;
 let windowLeft: i32 = 0;
 let windowRight: i32 = 0;
-let softcap2: f32 = 0; // softcap in log2 units, 0 = none
-let maskKind: i32 = 0;
+export let softcap2: f32 = 0; // softcap in log2 units, 0 = none
+export let maskKind: i32 = 0;
 let maskStrideQ: i32 = 0;
 let maskStrideK: i32 = 0;
-let globalKeys: usize = 0;
+export let globalKeys: usize = 0;
 let globalRows: usize = 0;
-let numTiles: i32 = 0;
-let qRowStride: i32 = 0;
-let kRowBytes: i32 = 0;
-let vRowBytes: i32 = 0;
-let outRowStride: i32 = 0;
+export let numTiles: i32 = 0;
+export let qRowStride: i32 = 0;
+export let kRowBytes: i32 = 0;
+export let vRowBytes: i32 = 0;
+export let outRowStride: i32 = 0;
 
 // ---- The current head ----
-let alibiSlope2: f32 = 0; // ALiBi slope in log2 units, 0 = none
-let qHead: usize = 0;
-let kHead: usize = 0;
-let vHead: usize = 0;
-let outHead: usize = 0;
+export let alibiSlope2: f32 = 0; // ALiBi slope in log2 units, 0 = none
+export let qHead: usize = 0;
+export let kHead: usize = 0;
+export let vHead: usize = 0;
+export let outHead: usize = 0;
 let maskHead: usize = 0;
 let singleRow: bool = false; // the current query block has one row
 let prefetch: bool = false; // K and V are too large for the caches: touch ahead (touchRows)
-let keyMaskHead: usize = 0;
+export let keyMaskHead: usize = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
 // Block-sparse layout of the current head: uint8 [Nq/bs, Nk/bs], 1 = block kept; 0 = none.
-let layoutHead: usize = 0;
+export let layoutHead: usize = 0;
 let layoutBlock: i32 = 0;
-let layoutCols: i32 = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
+let layoutCols: i32 = 0;
 let weightsHead: usize = 0;
 let lseHead: usize = 0;
 
 // ---- Scratch layout ----
-let packedKeys: usize = 0;
-let packedQuery: usize = 0;
-let scores: usize = 0;
+export let packedKeys: usize = 0;
+export let packedQuery: usize = 0;
+export let scores: usize = 0;
 let accumulator: usize = 0;
-let rowMax: usize = 0;
-let rowSum: usize = 0;
+export let rowMax: usize = 0;
+export let rowSum: usize = 0;
 let tileHasGlobal: usize = 0;
 
-function alignUp(x: usize, to: usize): usize {
+// ---- The current query block: key tiles in its causal/window band (findBandTiles) ----
+let bandFirstTile: i32 = 0;
+let bandLastTile: i32 = 0;
+
+export function alignUp(x: usize, to: usize): usize {
   return (x + to - 1) & ~(to - 1);
 }
 
@@ -177,8 +184,23 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
     scalarSdpaForward(params, scratch, headBegin, headEnd);
     return;
   }
-  const numHeads = load<i32>(params + SDPA_H);
-  const groupSize = numHeads / load<i32>(params + SDPA_HKV);
+  beginCall(params, scratch, headBegin, headEnd);
+  const qScale = load<f32>(params + SDPA_SCALE) * LOG2E;
+  for (let bh = headBegin; bh < headEnd; bh++) {
+    beginHead(params, bh);
+    for (let rowStart = 0; rowStart < nq; rowStart += QUERY_BLOCK) {
+      queryBlock(rowStart, min(QUERY_BLOCK, nq - rowStart), qScale);
+    }
+  }
+}
+
+/**
+ * Reads the call's parameter block into the kernel state and lays out the scratch from `scratch`
+ * (also used by the backward pass, sdpa-backward.ts); returns the end of the scratch used.
+ */
+export function beginCall(params: usize, scratch: usize, headBegin: i32, headEnd: i32): usize {
+  numHeads = load<i32>(params + SDPA_H);
+  groupSize = numHeads / load<i32>(params + SDPA_HKV);
   nq = load<i32>(params + SDPA_NQ);
   nk = load<i32>(params + SDPA_NK);
   headDim = load<i32>(params + SDPA_D);
@@ -193,70 +215,65 @@ export function sdpaForward(params: usize, scratch: usize, headBegin: i32, headE
   maskKind = mask ? load<i32>(params + SDPA_MASK_KIND) : 0;
   maskStrideQ = load<i32>(params + SDPA_MASK_STRIDE_Q);
   maskStrideK = load<i32>(params + SDPA_MASK_STRIDE_K);
-  const maskElemBytes: i32 = maskKind == MASK_ADDITIVE ? 4 : 1;
   globalKeys = load<usize>(params + SDPA_GLOBAL_KEYS);
   globalRows = load<usize>(params + SDPA_GLOBAL_ROWS);
   qRowStride = load<i32>(params + SDPA_Q_STRIDE_ROW);
   kRowBytes = load<i32>(params + SDPA_K_STRIDE_ROW) * 4;
   vRowBytes = load<i32>(params + SDPA_V_STRIDE_ROW) * 4;
   outRowStride = load<i32>(params + SDPA_OUT_STRIDE_ROW);
-  const qScale = load<f32>(params + SDPA_SCALE) * LOG2E;
-  const alibi = load<usize>(params + SDPA_ALIBI);
-  const weights = load<usize>(params + SDPA_WEIGHTS);
-  const keyMask = load<usize>(params + SDPA_KEY_MASK);
-  const layout = load<usize>(params + SDPA_LAYOUT);
-  const layoutStrideH = load<i32>(params + SDPA_LAYOUT_STRIDE_H);
   layoutBlock = load<i32>(params + SDPA_LAYOUT_BLOCK);
   layoutCols = load<i32>(params + SDPA_LAYOUT_COLS);
-  const keyMaskStrideB = load<i32>(params + SDPA_KEY_MASK_STRIDE_B);
-  const lse = load<usize>(params + SDPA_LSE);
 
   const kvBytes: i64 = (<i64>(headEnd - headBegin) / groupSize) * nk * (headDim + valueDim) * 4;
   prefetch = kvBytes >= PREFETCH_MIN_BYTES;
-  layoutScratch(scratch, headDim, valueDim, nk);
+  const end = layoutScratch(scratch, headDim, valueDim, nk);
   numTiles = (nk + KEY_TILE - 1) / KEY_TILE;
   markGlobalTiles();
+  return end;
+}
 
-  for (let bh = headBegin; bh < headEnd; bh++) {
-    const b = bh / numHeads;
-    const h = bh - b * numHeads;
-    const kvH = h / groupSize;
-    kHead =
-      load<usize>(params + SDPA_K) +
-      (<usize>b * load<i32>(params + SDPA_K_STRIDE_B) +
-        <usize>kvH * load<i32>(params + SDPA_K_STRIDE_H)) *
-        4;
-    vHead =
-      load<usize>(params + SDPA_V) +
-      (<usize>b * load<i32>(params + SDPA_V_STRIDE_B) +
-        <usize>kvH * load<i32>(params + SDPA_V_STRIDE_H)) *
-        4;
-    qHead =
-      load<usize>(params + SDPA_Q) +
-      (<usize>b * load<i32>(params + SDPA_Q_STRIDE_B) +
-        <usize>h * load<i32>(params + SDPA_Q_STRIDE_H)) *
-        4;
-    outHead =
-      load<usize>(params + SDPA_OUT) +
-      (<usize>b * load<i32>(params + SDPA_OUT_STRIDE_B) +
-        <usize>h * load<i32>(params + SDPA_OUT_STRIDE_H)) *
-        4;
-    maskHead = mask
-      ? mask +
-        (<usize>b * load<i32>(params + SDPA_MASK_STRIDE_B) +
-          <usize>h * load<i32>(params + SDPA_MASK_STRIDE_H)) *
-          maskElemBytes
-      : 0;
-    keyMaskHead = keyMask ? keyMask + <usize>b * keyMaskStrideB : 0;
-    layoutHead = layout ? layout + <usize>h * layoutStrideH : 0;
-    weightsHead = weights ? weights + <usize>bh * nq * nk * 4 : 0;
-    lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
-    alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
-
-    for (let rowStart = 0; rowStart < nq; rowStart += QUERY_BLOCK) {
-      queryBlock(rowStart, min(QUERY_BLOCK, nq - rowStart), qScale);
-    }
-  }
+/** Points the kernel state at (batch, head) bh = b·H + h of the call at `params`. */
+export function beginHead(params: usize, bh: i32): void {
+  const b = bh / numHeads;
+  const h = bh - b * numHeads;
+  const kvH = h / groupSize;
+  kHead =
+    load<usize>(params + SDPA_K) +
+    (<usize>b * load<i32>(params + SDPA_K_STRIDE_B) +
+      <usize>kvH * load<i32>(params + SDPA_K_STRIDE_H)) *
+      4;
+  vHead =
+    load<usize>(params + SDPA_V) +
+    (<usize>b * load<i32>(params + SDPA_V_STRIDE_B) +
+      <usize>kvH * load<i32>(params + SDPA_V_STRIDE_H)) *
+      4;
+  qHead =
+    load<usize>(params + SDPA_Q) +
+    (<usize>b * load<i32>(params + SDPA_Q_STRIDE_B) +
+      <usize>h * load<i32>(params + SDPA_Q_STRIDE_H)) *
+      4;
+  outHead =
+    load<usize>(params + SDPA_OUT) +
+    (<usize>b * load<i32>(params + SDPA_OUT_STRIDE_B) +
+      <usize>h * load<i32>(params + SDPA_OUT_STRIDE_H)) *
+      4;
+  const mask = load<usize>(params + SDPA_MASK);
+  maskHead = mask
+    ? mask +
+      (<usize>b * load<i32>(params + SDPA_MASK_STRIDE_B) +
+        <usize>h * load<i32>(params + SDPA_MASK_STRIDE_H)) *
+        (maskKind == MASK_ADDITIVE ? 4 : 1)
+    : 0;
+  const keyMask = load<usize>(params + SDPA_KEY_MASK);
+  keyMaskHead = keyMask ? keyMask + <usize>b * load<i32>(params + SDPA_KEY_MASK_STRIDE_B) : 0;
+  const layout = load<usize>(params + SDPA_LAYOUT);
+  layoutHead = layout ? layout + <usize>h * load<i32>(params + SDPA_LAYOUT_STRIDE_H) : 0;
+  const weights = load<usize>(params + SDPA_WEIGHTS);
+  weightsHead = weights ? weights + <usize>bh * nq * nk * 4 : 0;
+  const lse = load<usize>(params + SDPA_LSE);
+  lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
+  const alibi = load<usize>(params + SDPA_ALIBI);
+  alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
 }
 
 function markGlobalTiles(): void {
@@ -280,7 +297,7 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
   // A block of one row (a decode step) reads keys in place instead of packing them.
   singleRow = rows == 1;
   if (singleRow) copyQueryRow(rowStart, qScale);
-  else packQueries(rowStart, rows, qScale);
+  else packQueries(qHead, qRowStride, rowStart, rows, headDim, qScale, packedQuery);
   for (let g = 0; g < groups; g++) {
     v128.store(rowMax + g * 16, f32x4.splat(NEG_INF));
     v128.store(rowSum + g * 16, f32x4.splat(0));
@@ -290,23 +307,11 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
     fillF32(weightsHead + <usize>rowStart * nk * 4, <usize>rows * nk, NEG_INF);
   }
 
-  // The tiles the causal/window band of this block touches (all of them without a band or when a
-  // row of the block is global), plus every tile holding a global key.
-  let firstTile = 0;
-  let lastTile = numTiles - 1;
-  if (structured && !anyGlobalRow(rowStart, rows)) {
-    const lo = <i64>rowStart + diagOffset - windowLeft;
-    const hi = <i64>rowStart + rows - 1 + diagOffset + windowRight;
-    firstTile = lo <= 0 ? 0 : <i32>min(lo / KEY_TILE, <i64>numTiles);
-    lastTile = hi < 0 ? -1 : <i32>min(hi / KEY_TILE, <i64>(numTiles - 1));
-  }
+  findBandTiles(rowStart, rows);
   for (let t = 0; t < numTiles; t++) {
-    const inBand = t >= firstTile && t <= lastTile;
-    const hasGlobalKey = globalKeys != 0 && load<u8>(tileHasGlobal + t) != 0;
-    if (!inBand && !hasGlobalKey) continue;
+    if (!tileVisited(t, rowStart, rows)) continue;
     const keyStart = t * KEY_TILE;
     const keyEnd = min(nk, keyStart + KEY_TILE);
-    if (layoutHead && !anyBlockKept(rowStart, rows, keyStart, keyEnd)) continue;
     if (!singleRow) {
       packPanels(
         kHead + <usize>keyStart * kRowBytes,
@@ -316,33 +321,77 @@ function queryBlock(rowStart: i32, rows: i32, qScale: f32): void {
         packedKeys,
       );
     }
+    const hasGlobalKey = tileHasGlobalKey(t);
     for (let g = 0; g < groups; g++) {
       const groupRow = rowStart + g * 4;
-      groupTile(g, groupRow, min(4, nq - groupRow), keyStart, keyEnd, hasGlobalKey);
+      groupTile(g, groupRow, min(4, nq - groupRow), keyStart, keyEnd, hasGlobalKey, attendRange);
     }
   }
   finishBlock(rowStart, rows);
 }
 
-function packQueries(rowStart: i32, rows: i32, qScale: f32): void {
-  const d = headDim;
+/**
+ * Sets bandFirstTile..bandLastTile to the key tiles the causal/window band of the block of rows
+ * rowStart..rowStart+rows−1 touches: all of them without a band or when a row of the block is
+ * global.
+ */
+export function findBandTiles(rowStart: i32, rows: i32): void {
+  bandFirstTile = 0;
+  bandLastTile = numTiles - 1;
+  if (structured && !anyGlobalRow(rowStart, rows)) {
+    const lo = <i64>rowStart + diagOffset - windowLeft;
+    const hi = <i64>rowStart + rows - 1 + diagOffset + windowRight;
+    bandFirstTile = lo <= 0 ? 0 : <i32>min(lo / KEY_TILE, <i64>numTiles);
+    bandLastTile = hi < 0 ? -1 : <i32>min(hi / KEY_TILE, <i64>(numTiles - 1));
+  }
+}
+
+export function tileHasGlobalKey(t: i32): bool {
+  return globalKeys != 0 && load<u8>(tileHasGlobal + t) != 0;
+}
+
+/**
+ * Whether the block of rows rowStart.. (after findBandTiles) visits key tile t: the tile is in its
+ * band or holds a global key, and with a block-sparse layout it holds a kept block.
+ */
+export function tileVisited(t: i32, rowStart: i32, rows: i32): bool {
+  if (!(t >= bandFirstTile && t <= bandLastTile) && !tileHasGlobalKey(t)) return false;
+  if (!layoutHead) return true;
+  const keyStart = t * KEY_TILE;
+  return anyBlockKept(rowStart, rows, keyStart, min(nk, keyStart + KEY_TILE));
+}
+
+/**
+ * Packs rows rowStart..rowStart+rows−1 of a [rows][d] matrix at `head` (row stride `rowStride`
+ * floats), times `scale`, into groups of 4 rows [d][4] at `dst`; rows past `rows` in the last group
+ * are zero.
+ */
+export function packQueries(
+  head: usize,
+  rowStride: i32,
+  rowStart: i32,
+  rows: i32,
+  d: i32,
+  scale: f32,
+  dst: usize,
+): void {
   const groups = (rows + 3) >> 2;
   for (let g = 0; g < groups; g++) {
-    const group = packedQuery + <usize>g * 16 * d;
+    const group = dst + <usize>g * 16 * d;
     for (let r = 0; r < 4; r++) {
       const row = g * 4 + r;
-      let dst = group + r * 4;
+      let to = group + r * 4;
       if (row < rows) {
-        let src = qHead + <usize>(rowStart + row) * qRowStride * 4;
+        let src = head + <usize>(rowStart + row) * rowStride * 4;
         for (let i = 0; i < d; i++) {
-          store<f32>(dst, load<f32>(src) * qScale);
+          store<f32>(to, load<f32>(src) * scale);
           src += 4;
-          dst += 16;
+          to += 16;
         }
       } else {
         for (let i = 0; i < d; i++) {
-          store<f32>(dst, 0);
-          dst += 16;
+          store<f32>(to, 0);
+          to += 16;
         }
       }
     }
@@ -362,15 +411,34 @@ function fillF32(ptr: usize, count: usize, value: f32): void {
   }
 }
 
-// One group of 4 query rows against keys keyStart..keyEnd-1 of one tile: scores, online softmax
-// update and P·V accumulation.
-function groupTile(
+/**
+ * The work of one group of 4 query rows on keys keyStart..first..end..keyEnd−1 of a tile: `bandMask`
+ * says single entries need the causal/window/global test, `layoutMask` the block-sparse layout
+ * test. attendRange in the forward pass, backwardRange in the backward pass.
+ */
+export type RangeVisitor = (
+  g: i32,
+  groupRow: i32,
+  rows: i32,
+  keyStart: i32,
+  first: i32,
+  end: i32,
+  bandMask: bool,
+  layoutMask: bool,
+) => void;
+
+/**
+ * Calls `visit` on the keys of tile keyStart..keyEnd−1 that group g (rows groupRow..+rows−1) can
+ * see: the span of its causal/window band, or each run of kept blocks of a block-sparse layout.
+ */
+export function groupTile(
   g: i32,
   groupRow: i32,
   rows: i32,
   keyStart: i32,
   keyEnd: i32,
   tileGlobal: bool,
+  visit: RangeVisitor,
 ): void {
   // The keys of this tile the group's band can see, and whether single entries need masking.
   let first = keyStart;
@@ -391,7 +459,7 @@ function groupTile(
     }
   }
   if (!layoutHead) {
-    attendRange(g, groupRow, rows, keyStart, first, end, bandMask, false);
+    visit(g, groupRow, rows, keyStart, first, end, bandMask, false);
   } else if (layoutBlock % 4 == 0) {
     // The group's 4 rows lie in one block row: attend to each run of kept blocks, skip the rest.
     const layoutRow = layoutHead + <usize>(groupRow / layoutBlock) * layoutCols;
@@ -407,11 +475,11 @@ function groupTile(
       while (runEnd < end && load<u8>(layoutRow + runEnd / layoutBlock)) {
         runEnd = min(end, runEnd + layoutBlock);
       }
-      attendRange(g, groupRow, rows, keyStart, j, runEnd, bandMask, false);
+      visit(g, groupRow, rows, keyStart, j, runEnd, bandMask, false);
       j = runEnd;
     }
   } else {
-    attendRange(g, groupRow, rows, keyStart, first, end, bandMask, true);
+    visit(g, groupRow, rows, keyStart, first, end, bandMask, true);
   }
 }
 
@@ -443,7 +511,7 @@ function attendRange(
   const groupScores = scores + <usize>g * SCORE_GROUP_BYTES;
   const panelsMax = singleRow
     ? computeRowScores(packedQuery, groupScores, keyStart, first, end)
-    : computeScores(queryGroup, groupScores, keyStart, first, end);
+    : computeScores(queryGroup, packedKeys, headDim, groupScores, keyStart, first, end);
 
   let tileMax: v128;
   const masked = bandMask || layoutMask || maskKind != 0 || keyMaskHead != 0;
@@ -487,24 +555,26 @@ function attendRange(
   const values = vHead + <usize>first * vRowBytes;
   const acc = accumulator + <usize>g * 16 * accStride;
   if (singleRow) accumulateRowValues(probs, values, end - first, acc, rescale, masked);
-  else accumulateValues(probs, values, end - first, acc, rescale, masked);
+  else accumulateValues(probs, values, vRowBytes, end - first, acc, accStride, rescale, masked);
 }
 
-// Scores of the group's 4 rows against the 8-key panels covering first..end-1, stored transposed
-// (one v128 of 4 rows per key) at groupScores + (key − keyStart)·16. Returns the per-row max over
-// all computed panels (which may include keys outside first..end-1).
-function computeScores(
+// Scores of the group's 4 rows (packed [d][4] at queryGroup) against the 8-key panels of the tile
+// at `panels` (packPanels layout, depth d) covering first..end-1, stored transposed (one v128 of 4
+// rows per key) at groupScores + (key − keyStart)·16. Returns the per-row max over all computed
+// panels (which may include keys outside first..end-1). The backward pass computes dO·Vᵀ with it.
+export function computeScores(
   queryGroup: usize,
+  panels: usize,
+  d: i32,
   groupScores: usize,
   keyStart: i32,
   first: i32,
   end: i32,
 ): v128 {
-  const d = headDim;
   const panelBytes = <usize>KEY_PANEL * d * 4;
   const firstPanel = first / KEY_PANEL;
   const endPanel = (end + KEY_PANEL - 1) / KEY_PANEL;
-  let panel = packedKeys + <usize>(firstPanel - keyStart / KEY_PANEL) * panelBytes;
+  let panel = panels + <usize>(firstPanel - keyStart / KEY_PANEL) * panelBytes;
   let dst = groupScores + <usize>(firstPanel * KEY_PANEL - keyStart) * 16;
   let panelsMax = f32x4.splat(NEG_INF);
   for (let p = firstPanel; p < endPanel; p++) {
@@ -746,7 +816,7 @@ function accumulateRowValues(
 
 // Applies, in order, softcap, ALiBi, the mask, the key-padding mask, the block-sparse layout and the
 // causal/window/global band to the scores of keys first..end-1; returns the per-row max of the result.
-function adjustScores(
+export function adjustScores(
   groupScores: usize,
   groupRow: i32,
   rows: i32,
@@ -860,20 +930,22 @@ function storeRawWeights(
   }
 }
 
-// acc[4][accStride] = acc · rescale (per row) + Σ_j p[j] (4 rows) · V[j], for `count` keys.
-// With `masked`, keys whose probability is 0 for all 4 rows are skipped and zero probabilities
-// zero their products, so non-finite values of masked keys cannot leak in.
-function accumulateValues(
+// acc[4][accStride] = acc · rescale (per row) + Σ_j p[j] (4 rows) · V[j], for `count` keys (value
+// rows `valueStep` bytes apart, accStride a multiple of 4 columns). With `masked`, keys whose
+// probability is 0 for all 4 rows are skipped and zero probabilities zero their products, so
+// non-finite values of masked keys cannot leak in. The backward pass computes dS·K with it.
+export function accumulateValues(
   probs: usize,
   values: usize,
+  valueStep: usize,
   count: i32,
   acc: usize,
+  accStride: i32,
   rescale: v128,
   masked: bool,
 ): void {
   const rowBytes = <usize>accStride * 4;
   const wide = accStride & ~7;
-  const valueStep = <usize>vRowBytes;
   const probsEnd = probs + <usize>count * 16;
   for (let c = 0; c < wide; c += 8) {
     const o = acc + <usize>c * 4;
@@ -967,8 +1039,10 @@ function accumulateValues(
     accumulateValues4(
       probs,
       values + <usize>wide * 4,
+      valueStep,
       count,
       acc + <usize>wide * 4,
+      rowBytes,
       rescale,
       masked,
     );
@@ -978,12 +1052,13 @@ function accumulateValues(
 function accumulateValues4(
   probs: usize,
   values: usize,
+  valueStep: usize,
   count: i32,
   o: usize,
+  rowBytes: usize,
   rescale: v128,
   masked: bool,
 ): void {
-  const rowBytes = <usize>accStride * 4;
   let a0 = f32x4.mul(v128.load(o), f32x4.shuffle(rescale, rescale, 0, 0, 0, 0));
   let a1 = f32x4.mul(v128.load(o + rowBytes), f32x4.shuffle(rescale, rescale, 1, 1, 1, 1));
   let a2 = f32x4.mul(v128.load(o + 2 * rowBytes), f32x4.shuffle(rescale, rescale, 2, 2, 2, 2));
@@ -1025,7 +1100,7 @@ function accumulateValues4(
       );
     }
     pp += 16;
-    vp += vRowBytes;
+    vp += valueStep;
   }
   v128.store(o, a0);
   v128.store(o + rowBytes, a1);

@@ -1,5 +1,5 @@
 // scaledDotProductAttentionBackward: the gradients of attention for training, recomputing the
-// probabilities row by row from the forward pass's lse (assembly/scalar-sdpa.ts, sdpaBackward).
+// probabilities tile by tile from the forward pass's lse (assembly/sdpa-backward.ts).
 
 import { stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
@@ -72,7 +72,7 @@ export function scaledDotProductAttentionBackward(
       block(k.data.byteLength) +
       block(v.data.byteLength) +
       block(SDPA_PARAMS_BYTES) +
-      block(kern.exports.sdpaBackwardScratchBytes(Nk)) +
+      block(kern.exports.sdpaBackwardScratchBytes(D, Dv, Nk)) +
       (plan.mask ? stagedBytes(plan.mask.tensor, kern) : 0) +
       block(H * 4) +
       block(Nk) +
@@ -101,8 +101,8 @@ export function scaledDotProductAttentionBackward(
       const dq = zeros(q.data.byteLength, "dq");
       const dk = zeros(k.data.byteLength, "dk");
       const dv = zeros(v.data.byteLength, "dv");
-      const scratch = call.alloc(exports.sdpaBackwardScratchBytes(Nk), "scratch");
-      exports.sdpaBackward(params, scratch, gradPtr, lsePtr, dq, dk, dv);
+      const scratch = call.alloc(exports.sdpaBackwardScratchBytes(D, Dv, Nk), "scratch");
+      exports.sdpaBackward(params, scratch, gradPtr, lsePtr, dq, dk, dv, 0, B * H);
       return {
         dq: { data: call.outputF32(dq, B * H * Nq * D), shape: [...q.shape] },
         dk: { data: call.outputF32(dk, B * Hkv * Nk * D), shape: [...k.shape] },

@@ -44,7 +44,7 @@ export interface KernelExports {
     maskStrideK: number,
   ): void;
   tanhInPlace(ptr: number, n: number): void;
-  sdpaBackwardScratchBytes(keys: number): number;
+  sdpaBackwardScratchBytes(d: number, dv: number, keys: number): number;
   sdpaBackward(
     params: number,
     scratch: number,
@@ -53,6 +53,8 @@ export interface KernelExports {
     dq: number,
     dk: number,
     dv: number,
+    headBegin: number,
+    headEnd: number,
   ): void;
   hardAttentionScratchBytes(nk: number, topK: number): number;
   hardAttention(
