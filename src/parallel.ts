@@ -1,11 +1,13 @@
 // Splitting kernel calls across the worker pool (src/threads.ts): attention by (batch, head), the
 // GEMM by rows. Each thread gets its own scratch; outputs are disjoint, so results do not depend on
-// the number of threads. Small synchronous calls stay on the calling thread: handing work to a
-// worker costs tens of microseconds. Asynchronous calls give everything to the workers.
+// the number of threads. (Attention with too few heads is split by keys instead, src/key-split.ts;
+// its merge makes results depend on the thread count to float rounding.) Small synchronous calls
+// stay on the calling thread: handing work to a worker costs tens of microseconds. Asynchronous
+// calls give everything to the workers.
 
 import { GEMM_MR } from "../assembly/shared.js";
 import type { Call } from "./call.js";
-import type { Task } from "./threads.js";
+import { canBlock, type Task } from "./threads.js";
 
 // Below this many multiply-adds a synchronous call runs on the calling thread alone.
 const MIN_PARALLEL_WORK = 1 << 20;
@@ -20,6 +22,22 @@ function syncThreads(call: Call, work: number, units: number): number {
 /** Threads for an asynchronous call: the workers (the calling thread only without a pool). */
 function asyncThreads(call: Call, units: number): number {
   return Math.max(1, Math.min(call.kernels.pool?.workers ?? 0, units));
+}
+
+/**
+ * Threads a synchronous key split may use: the pool's live threads when the work is worth it and
+ * this thread may block. Elsewhere (a browser's main thread, a failed pool) runAll computes every
+ * task on the calling thread, where a split would only add its merge.
+ */
+export function keySplitThreads(call: Call, work: number): number {
+  const pool = call.kernels.pool;
+  if (!pool || work < MIN_PARALLEL_WORK || !canBlock()) return 1;
+  return 1 + pool.workers;
+}
+
+/** Threads an asynchronous key split may use: the workers (the calling thread never computes). */
+export function keySplitThreadsAsync(call: Call): number {
+  return call.kernels.pool?.workers ?? 0;
 }
 
 // sdpaForward over heads 0..heads−1 in `threads` contiguous ranges.
@@ -130,7 +148,8 @@ export function runAsync(call: Call, tasks: Task[]): Promise<void> {
   return Promise.resolve();
 }
 
-function run(call: Call, tasks: Task[]): void {
+/** Runs tasks on the calling thread and the pool, and returns when all are done. */
+export function run(call: Call, tasks: Task[]): void {
   const pool = call.kernels.pool;
   if (pool) pool.runAll(call.op, tasks);
   else {

@@ -2,7 +2,15 @@
 
 import * as P from "../assembly/shared.js";
 import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
-import { attendHeads, attendHeadsAsync } from "./parallel.js";
+import { keyRanges, keySplitBytes, keySplitTasks } from "./key-split.js";
+import {
+  attendHeads,
+  attendHeadsAsync,
+  keySplitThreads,
+  keySplitThreadsAsync,
+  run,
+  runAsync,
+} from "./parallel.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
@@ -423,7 +431,10 @@ function clampBound(x: number): number {
   return Math.max(-P.WINDOW_UNBOUNDED, Math.min(P.WINDOW_UNBOUNDED, x));
 }
 
-/** Workspace bytes runAttention takes beyond its operands: mask, outputs, flags and scratch. */
+/**
+ * Workspace bytes runAttention takes beyond its operands: mask, outputs, flags, scratch and the
+ * buffers of a key split.
+ */
 export function attentionBytes(kernels: Kernels, p: AttentionPlan): number {
   const block = Workspace.blockSize;
   let bytes = 0;
@@ -433,6 +444,7 @@ export function attentionBytes(kernels: Kernels, p: AttentionPlan): number {
   if (p.alibi) bytes += block(p.H * 4);
   if (p.globalKeys) bytes += block(p.Nk) + block(p.Nq);
   const threads = kernels.pool?.size ?? 1;
+  bytes += keySplitBytes(kernels, p);
   return bytes + threads * block(kernels.exports.sdpaScratchBytes(p.D, p.Dv, p.Nk));
 }
 
@@ -451,8 +463,9 @@ export interface AttentionOperands {
 
 /**
  * Runs the attention kernel (assembly/sdpa.ts) for a validated plan on operands already in WASM
- * memory: the one attention implementation every op uses. Returns the weights [B,H,Nq,Nk] and lse
- * [B,H,Nq] when the plan asks for them.
+ * memory: the one attention implementation every op uses. The pool splits the call by (batch, head),
+ * or by keys when there are too few heads (src/key-split.ts). Returns the weights [B,H,Nq,Nk] and
+ * lse [B,H,Nq] when the plan asks for them.
  */
 export function runAttention(
   call: Call,
@@ -461,14 +474,20 @@ export function runAttention(
 ): { weights?: Float32Array; lse?: Float32Array } {
   const { params } = call.kernels;
   const done = setUpAttention(call, p, operands, params);
-  attendHeads(call, params, done.scratchBytes, p.B * p.H, p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv));
+  const work = p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv);
+  const ranges = keyRanges(p, operands.layout !== undefined, keySplitThreads(call, work));
+  if (ranges) {
+    const split = keySplitTasks(call, p, params, done, ranges, operands.out);
+    run(call, split.tasks);
+    split.merge();
+  } else attendHeads(call, params, done.scratchBytes, p.B * p.H, work);
   return done.results();
 }
 
 /**
- * runAttention that never blocks the calling thread: the heads are computed by the pool's workers
- * (on the calling thread only when there is no pool). The call has its own parameter block, so
- * other calls may run meanwhile.
+ * runAttention that never blocks the calling thread: the heads (or key ranges) are computed by the
+ * pool's workers (on the calling thread only when there is no pool). The call has its own parameter
+ * block, so other calls may run meanwhile.
  */
 export async function runAttentionAsync(
   call: Call,
@@ -477,8 +496,21 @@ export async function runAttentionAsync(
 ): Promise<{ weights?: Float32Array; lse?: Float32Array }> {
   const params = call.alloc(P.SDPA_PARAMS_BYTES, "parameters");
   const done = setUpAttention(call, p, operands, params);
-  await attendHeadsAsync(call, params, done.scratchBytes, p.B * p.H);
+  const ranges = keyRanges(p, operands.layout !== undefined, keySplitThreadsAsync(call));
+  if (ranges) {
+    const split = keySplitTasks(call, p, params, done, ranges, operands.out);
+    await runAsync(call, split.tasks);
+    split.merge();
+  } else await attendHeadsAsync(call, params, done.scratchBytes, p.B * p.H);
   return done.results();
+}
+
+/** What setUpAttention leaves: the scratch each thread needs, the lse buffer, and the results. */
+export interface AttentionSetUp {
+  scratchBytes: number;
+  /** Where the kernel writes the lse [B,H,Nq] (0 when the plan does not ask for it). */
+  lsePtr: number;
+  results(): { weights?: Float32Array; lse?: Float32Array };
 }
 
 /** Stages what the kernel needs besides the operands and fills the parameter block at `params`. */
@@ -487,7 +519,7 @@ export function setUpAttention(
   p: AttentionPlan,
   operands: AttentionOperands,
   params: number,
-): { scratchBytes: number; results(): { weights?: Float32Array; lse?: Float32Array } } {
+): AttentionSetUp {
   const { exports } = call.kernels;
   const ws = call.workspace;
   const weightsLength = p.B * p.H * p.Nq * p.Nk;
@@ -561,6 +593,7 @@ export function setUpAttention(
 
   return {
     scratchBytes: exports.sdpaScratchBytes(p.D, p.Dv, p.Nk),
+    lsePtr,
     results: () => ({
       weights: p.returnWeights ? call.outputF32(weightsPtr, weightsLength) : undefined,
       lse: p.returnLse ? call.outputF32(lsePtr, p.B * p.H * p.Nq) : undefined,
