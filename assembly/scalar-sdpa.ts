@@ -53,6 +53,8 @@ import {
   SDPA_LAYOUT_COLS,
 } from "./shared";
 
+import { beginDropout, dropoutHead, dropoutOn, rowHash, keepFactor } from "./dropout";
+
 const NEG_INF: f32 = -Infinity;
 
 /** Scratch of the scalar kernel: one row of scores and one output accumulator row. */
@@ -172,7 +174,9 @@ export function scalarSdpaForward(
   const lse = <usize>param(params, SDPA_LSE);
   const scores = scratch;
   const acc = scratch + <usize>nk * 4;
+  beginDropout(params);
   for (let bh = headBegin; bh < headEnd; bh++) {
+    if (dropoutOn) dropoutHead(bh);
     const b = bh / H;
     const h = bh - b * H;
     const kvh = h / group;
@@ -188,12 +192,15 @@ export function scalarSdpaForward(
       const out = oHead + <usize>i * param(params, SDPA_OUT_STRIDE_ROW) * 4;
       const row = <usize>bh * nq + i;
       memory.fill(acc, 0, <usize>dv * 4);
+      const hash = dropoutOn ? rowHash(i) : 0;
       let sum: f32 = 0;
       if (max != NEG_INF) {
         for (let j = 0; j < nk; j++) {
-          const p = Mathf.exp(load<f32>(scores + <usize>j * 4) - max);
-          store<f32>(scores + <usize>j * 4, p);
+          let p = Mathf.exp(load<f32>(scores + <usize>j * 4) - max);
           sum += p;
+          // Dropout: the sum counts every key, P·V and the weights see the dropped ones as 0.
+          if (dropoutOn) p *= keepFactor(hash, j);
+          store<f32>(scores + <usize>j * 4, p);
           if (p == 0) continue;
           const v = vHead + <usize>j * param(params, SDPA_V_STRIDE_ROW) * 4;
           for (let c = 0; c < dv; c++)
@@ -250,7 +257,9 @@ export function scalarSdpaBackward(
   const scale = load<f32>(params + SDPA_SCALE);
   const scores = scratch;
   const capGrad = scratch + <usize>nk * 4;
+  beginDropout(params);
   for (let bh = headBegin; bh < headEnd; bh++) {
+    if (dropoutOn) dropoutHead(bh);
     const b = bh / H;
     const h = bh - b * H;
     const kvh = h / group;
@@ -279,18 +288,24 @@ export function scalarSdpaBackward(
       let delta: f32 = 0;
       for (let c = 0; c < dvDim; c++)
         delta += load<f32>(gradOut + oi + <usize>c * 4) * load<f32>(O + oi + <usize>c * 4);
+      const hash = dropoutOn ? rowHash(i) : 0;
       for (let j = 0; j < nk; j++) {
         const s = load<f32>(scores + <usize>j * 4);
         if (s == NEG_INF) continue;
         const p = Mathf.exp(s - rowLse);
         if (p == 0) continue;
+        // Dropout: O = (P ⊙ M)·V, so dV takes p·m and dP is (dO·Vᵀ)·m.
+        const m: f32 = dropoutOn ? keepFactor(hash, j) : 1;
         const vj = (vOff + <usize>j * vRow) * 4;
         const kj = (kOff + <usize>j * kRow) * 4;
         let dp: f32 = 0;
-        for (let c = 0; c < dvDim; c++) {
-          const g = load<f32>(gradOut + oi + <usize>c * 4);
-          dp += g * load<f32>(V + vj + <usize>c * 4);
-          store<f32>(dv + vj + <usize>c * 4, load<f32>(dv + vj + <usize>c * 4) + p * g);
+        if (m != 0) {
+          for (let c = 0; c < dvDim; c++) {
+            const g = load<f32>(gradOut + oi + <usize>c * 4);
+            dp += g * load<f32>(V + vj + <usize>c * 4);
+            store<f32>(dv + vj + <usize>c * 4, load<f32>(dv + vj + <usize>c * 4) + p * m * g);
+          }
+          dp *= m;
         }
         const ds = p * (dp - delta) * load<f32>(capGrad + <usize>j * 4) * scale;
         for (let t = 0; t < d; t++) {

@@ -67,6 +67,7 @@ import {
 import { packPanels } from "./pack";
 import { exp2x4, tanhx4, LOG2E } from "./exp";
 import { madd } from "./madd";
+import { dropoutOn, rowHashes, keepFactors } from "./dropout";
 import { scalarSdpaBackward, scalarSdpaBackwardScratchBytes } from "./scalar-sdpa";
 
 const GROUPS_PER_BLOCK: i32 = QUERY_BLOCK / 4;
@@ -283,19 +284,30 @@ function backwardRange(
   let d = groupDs + at;
   let raw = capBuffer + at;
   const sEnd = s + <usize>count * 16;
+  const rowHash = dropoutOn ? rowHashes(groupRow) : zero;
+  let j = first;
   while (s < sEnd) {
     const p = exp2x4(f32x4.sub(v128.load(s), lse2));
-    let ds = f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(d), delta)), scale);
+    let dp = v128.load(d);
+    let pv = p; // the probability P·V used
+    if (dropoutOn) {
+      // Forward: O = (P ⊙ M)·V, so dV takes P ⊙ M and dP = (dO·Vᵀ) ⊙ M (0, not NaN, where dropped).
+      const m = keepFactors(rowHash, j);
+      pv = f32x4.mul(p, m);
+      dp = v128.bitselect(f32x4.mul(dp, m), zero, f32x4.ne(m, zero));
+    }
+    let ds = f32x4.mul(f32x4.mul(p, f32x4.sub(dp, delta)), scale);
     if (softcap2 != 0) {
       // d(c·tanh(x/c))/dx = 1 − tanh²(x/c), from the score before the cap.
       const th = tanhx4(f32x4.mul(v128.load(raw), invCap));
       ds = f32x4.mul(ds, f32x4.sub(one, f32x4.mul(th, th)));
     }
-    v128.store(s, p);
+    v128.store(s, pv);
     v128.store(d, v128.bitselect(ds, zero, f32x4.ne(p, zero)));
     s += 16;
     d += 16;
     raw += 16;
+    j++;
   }
   // computeScores filled whole 8-key panels: clear the keys outside first..end−1 it touched, then
   // copy the quads of keys first..end−1 lies in, transposed, for the key-gradient kernels.

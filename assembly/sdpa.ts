@@ -86,6 +86,16 @@ import { exp2x4, tanhx4, LOG2E, LN2 } from "./exp";
 import { madd } from "./madd";
 import { scalarSdpaForward, scalarSdpaScratchBytes } from "./scalar-sdpa";
 import { packPanels } from "./pack";
+import {
+  beginDropout,
+  dropoutHead,
+  dropoutOn,
+  rowHashes,
+  keepFactors,
+  rowHash,
+  keepFactorsOfKeys,
+  keepFactor,
+} from "./dropout";
 
 const NEG_INF: f32 = -Infinity;
 const GROUPS_PER_BLOCK: i32 = QUERY_BLOCK / 4;
@@ -223,6 +233,7 @@ export function beginCall(params: usize, scratch: usize, headBegin: i32, headEnd
   outRowStride = load<i32>(params + SDPA_OUT_STRIDE_ROW);
   layoutBlock = load<i32>(params + SDPA_LAYOUT_BLOCK);
   layoutCols = load<i32>(params + SDPA_LAYOUT_COLS);
+  beginDropout(params);
 
   const kvBytes: i64 = (<i64>(headEnd - headBegin) / groupSize) * nk * (headDim + valueDim) * 4;
   prefetch = kvBytes >= PREFETCH_MIN_BYTES;
@@ -274,6 +285,7 @@ export function beginHead(params: usize, bh: i32): void {
   lseHead = lse ? lse + <usize>bh * nq * 4 : 0;
   const alibi = load<usize>(params + SDPA_ALIBI);
   alibiSlope2 = alibi ? load<f32>(alibi + <usize>h * 4) * LOG2E : 0;
+  if (dropoutOn) dropoutHead(bh);
 }
 
 function markGlobalTiles(): void {
@@ -541,11 +553,22 @@ function attendRange(
   const rescale = exp2x4(f32x4.sub(oldMax, reference));
   let sum = f32x4.splat(0);
   let s = groupScores + <usize>(first - keyStart) * 16;
-  for (let j = first; j < end; j++) {
-    const p = exp2x4(f32x4.sub(v128.load(s), reference));
-    v128.store(s, p);
-    sum = f32x4.add(sum, p);
-    s += 16;
+  if (dropoutOn) {
+    // The softmax sum counts every key; P·V sees the dropped and rescaled probabilities.
+    const rows = rowHashes(groupRow);
+    for (let j = first; j < end; j++) {
+      const p = exp2x4(f32x4.sub(v128.load(s), reference));
+      v128.store(s, f32x4.mul(p, keepFactors(rows, j)));
+      sum = f32x4.add(sum, p);
+      s += 16;
+    }
+  } else {
+    for (let j = first; j < end; j++) {
+      const p = exp2x4(f32x4.sub(v128.load(s), reference));
+      v128.store(s, p);
+      sum = f32x4.add(sum, p);
+      s += 16;
+    }
   }
   v128.store(maxPtr, newMax);
   const sumPtr = rowSum + g * 16;
@@ -554,8 +577,9 @@ function attendRange(
   const probs = groupScores + <usize>(first - keyStart) * 16;
   const values = vHead + <usize>first * vRowBytes;
   const acc = accumulator + <usize>g * 16 * accStride;
-  if (singleRow) accumulateRowValues(probs, values, end - first, acc, rescale, masked);
-  else accumulateValues(probs, values, vRowBytes, end - first, acc, accStride, rescale, masked);
+  const skipZeros = masked || dropoutOn;
+  if (singleRow) accumulateRowValues(probs, values, end - first, acc, rescale, skipZeros);
+  else accumulateValues(probs, values, vRowBytes, end - first, acc, accStride, rescale, skipZeros);
 }
 
 // Scores of the group's 4 rows (packed [d][4] at queryGroup) against the 8-key panels of the tile
@@ -1136,6 +1160,7 @@ function finishBlock(rowStart: i32, rows: i32): void {
     if (weightsHead) {
       const reference = max == NEG_INF ? <f32>0 : max;
       normalizeRow(weightsHead + <usize>row * nk * 4, nk, reference, inv);
+      if (dropoutOn) dropRow(weightsHead + <usize>row * nk * 4, row);
     }
   }
 }
@@ -1152,5 +1177,20 @@ function normalizeRow(ptr: usize, count: i32, reference: f32, inv: f32): void {
   for (; j < count; j++) {
     const at = ptr + <usize>j * 4;
     store<f32>(at, f32x4.extract_lane(exp2x4(f32x4.splat(load<f32>(at) - reference)), 0) * inv);
+  }
+}
+
+// With dropout, the returned weights are the probabilities P·V used: dropped keys 0, the others
+// scaled by 1/(1 − p) (as PyTorch returns them).
+function dropRow(ptr: usize, row: i32): void {
+  const hash = rowHash(row);
+  let j = 0;
+  for (; j + 4 <= nk; j += 4) {
+    const at = ptr + <usize>j * 4;
+    v128.store(at, f32x4.mul(v128.load(at), keepFactorsOfKeys(hash, j)));
+  }
+  for (; j < nk; j++) {
+    const at = ptr + <usize>j * 4;
+    store<f32>(at, load<f32>(at) * keepFactor(hash, j));
   }
 }

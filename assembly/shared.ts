@@ -80,7 +80,12 @@ export const SDPA_LAYOUT = 168; // block-sparse layout, uint8 [Nq/bs, Nk/bs] per
 export const SDPA_LAYOUT_BLOCK = 172; // bs
 export const SDPA_LAYOUT_STRIDE_H = 176; // elements between heads' layouts (0: shared)
 export const SDPA_LAYOUT_COLS = 180; // Nk/bs
-export const SDPA_PARAMS_BYTES = 184;
+// Dropout of the attention probabilities (assembly/dropout.ts): a key survives when the top 24 bits
+// of its hash are >= the threshold round(p·2^24); survivors are scaled by 1/(1 − p). Threshold 0: off.
+export const SDPA_DROPOUT_THRESHOLD = 184;
+export const SDPA_DROPOUT_SCALE = 188; // f32, 1/(1 − p)
+export const SDPA_DROPOUT_SEED = 192; // u32
+export const SDPA_PARAMS_BYTES = 196;
 
 // A window bound of Infinity is stored as this (far beyond any sequence length wasm32 can hold).
 export const WINDOW_UNBOUNDED = 0x3fffffff;

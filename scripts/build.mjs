@@ -38,7 +38,7 @@ await esbuild.build({
   splitting: true,
   format: "esm",
   platform: "neutral",
-  target: "es2020",
+  target: "es2022",
   legalComments: "none",
   chunkNames: "core-[hash]",
   plugins: [inlineWasmPlugin(root), externalWasmModules],

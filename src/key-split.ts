@@ -28,8 +28,8 @@ export interface KeyRange {
  * head as usual. Keys split when the (batch, head) pairs are fewer than 2·threads and not a
  * multiple of `threads`: the head split then gives some thread one head more than the average (or
  * leaves threads idle), losing up to half of the pool, while from 2·threads pairs on it loses at
- * most a third and needs no merge. Never with returned weights or a block-sparse layout (`layout`),
- * which the kernel indexes by absolute key. Only the keys some row can see (the causal/window band)
+ * most a third and needs no merge. Never with returned weights, a block-sparse layout (`layout`) or
+ * dropout, which the kernel indexes by absolute key. Only the keys some row can see (the causal/window band)
  * are split, in ranges of about equal (row, key) pairs, aligned to the kernel's KEY_TILE.
  */
 export function keyRanges(
@@ -38,7 +38,7 @@ export function keyRanges(
   threads: number,
 ): KeyRange[] | undefined {
   const heads = p.B * p.H;
-  if (threads < 2 || p.returnWeights || layout) return undefined;
+  if (threads < 2 || p.returnWeights || layout || p.dropout) return undefined;
   if (heads >= 2 * threads || heads % threads === 0) return undefined;
   const span = visibleKeys(p);
   if (!span) return undefined;

@@ -42,7 +42,11 @@ export interface ScaledDotProductAttentionOptions {
   alibiSlopes?: Float32Array;
   /** Longformer-style global positions (key indices): they attend to and are attended by all. */
   globalTokens?: Int32Array | readonly number[];
-  /** Not supported by the forward-only kernel yet; any p > 0 is refused with BAD_OPTION. */
+  /**
+   * Drops each attention probability with probability p (0 ≤ p < 1) and scales the others by
+   * 1/(1 − p). The mask is a hash of (seed, batch, head, query, key): the same seed gives the same
+   * mask, in the backward pass too. Change the seed every training step.
+   */
   dropout?: { p: number; seed: number };
   /** Also return the softmax probabilities [B, H, Nq, Nk] (O(Nq·Nk) memory). */
   returnWeights?: boolean;
@@ -93,6 +97,16 @@ export interface AttentionPlan extends AttentionDims {
   globalRows?: Uint8Array;
   returnWeights: boolean;
   returnLse: boolean;
+  dropout?: DropoutPlan;
+}
+
+export interface DropoutPlan {
+  /** round(p·2^24): a key is dropped when the top 24 bits of its hash are below it. */
+  threshold: number;
+  /** 1 / (1 − p), the factor of the keys kept. */
+  scale: number;
+  /** The seed as an unsigned 32-bit integer. */
+  seed: number;
 }
 
 /** Where an operand of the kernel lives: a byte address and element strides of batch, head, row. */
@@ -399,12 +413,7 @@ export function planAttention(
     mask = { tensor: options.mask, kind, strides };
   }
 
-  if (options.dropout !== undefined && options.dropout.p !== 0) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: dropout (p = ${describe(options.dropout.p)}) is not supported by this release; pass p = 0 or omit it`,
-    );
-  }
+  const dropout = planDropout(options.dropout);
 
   return {
     ...dims,
@@ -420,7 +429,35 @@ export function planAttention(
     globalRows,
     returnWeights: options.returnWeights === true,
     returnLse: options.returnLse === true,
+    dropout,
   };
+}
+
+/**
+ * The kernel's form of `dropout: { p, seed }` (assembly/dropout.ts): keys whose 24-bit hash is below
+ * round(p·2^24) are dropped, the others scaled by 1/(1 − p). Undefined when p is 0 or rounds to 0.
+ */
+function planDropout(dropout: unknown): DropoutPlan | undefined {
+  if (dropout === undefined) return undefined;
+  const { p, seed } = (typeof dropout === "object" && dropout !== null ? dropout : {}) as {
+    p?: unknown;
+    seed?: unknown;
+  };
+  if (typeof p !== "number" || !(p >= 0 && p < 1)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: dropout.p must be a number in [0, 1), got ${describe(p)}`,
+    );
+  }
+  if (typeof seed !== "number" || !Number.isInteger(seed)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${OP}: dropout.seed must be an integer, got ${describe(seed)}`,
+    );
+  }
+  const threshold = Math.round(p * 2 ** 24);
+  if (threshold === 0) return undefined;
+  return { threshold, scale: 1 / (1 - p), seed: seed >>> 0 };
 }
 
 function isWindowBound(x: unknown): boolean {
@@ -590,6 +627,9 @@ export function setUpAttention(
   set(P.SDPA_WINDOW_RIGHT, p.windowRight);
   set(P.SDPA_GLOBAL_KEYS, globalKeysPtr);
   set(P.SDPA_GLOBAL_ROWS, globalRowsPtr);
+  set(P.SDPA_DROPOUT_THRESHOLD, p.dropout ? p.dropout.threshold : 0);
+  ws.f32[at + P.SDPA_DROPOUT_SCALE / 4] = p.dropout ? p.dropout.scale : 0;
+  i32[at + P.SDPA_DROPOUT_SEED / 4] = p.dropout ? p.dropout.seed | 0 : 0;
 
   return {
     scratchBytes: exports.sdpaScratchBytes(p.D, p.Dv, p.Nk),

@@ -263,10 +263,34 @@ const CASES: ErrorCase[] = [
     mentions: ["globalTokens", "-1"],
   },
   {
-    name: "dropout with p > 0",
+    name: "dropout with p = 1",
     code: "BAD_OPTION",
-    call: () => sdpa(q, k, v, { dropout: { p: 0.1, seed: 1 } }),
-    mentions: ["dropout", "0.1"],
+    call: () => sdpa(q, k, v, { dropout: { p: 1, seed: 1 } }),
+    mentions: ["dropout.p", "[0, 1)", "1"],
+  },
+  {
+    name: "dropout with a negative p",
+    code: "BAD_OPTION",
+    call: () => sdpa(q, k, v, { dropout: { p: -0.1, seed: 1 } }),
+    mentions: ["dropout.p", "-0.1"],
+  },
+  {
+    name: "dropout with p NaN",
+    code: "BAD_OPTION",
+    call: () => sdpa(q, k, v, { dropout: { p: NaN, seed: 1 } }),
+    mentions: ["dropout.p", "NaN"],
+  },
+  {
+    name: "dropout with a fractional seed",
+    code: "BAD_OPTION",
+    call: () => sdpa(q, k, v, { dropout: { p: 0.1, seed: 1.5 } }),
+    mentions: ["dropout.seed", "1.5"],
+  },
+  {
+    name: "dropout not an object",
+    code: "BAD_OPTION",
+    call: () => sdpa(q, k, v, { dropout: 0.1 as unknown as { p: number; seed: number } }),
+    mentions: ["dropout.p"],
   },
   {
     name: "causal not a boolean",

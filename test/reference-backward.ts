@@ -1,9 +1,11 @@
 // The gradients of scaled dot-product attention in float64, from the probabilities of the forward
 // reference (test/reference.ts): dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)), then
 // dQ = scale·dS·K and dK = scale·dSᵀ·Q, each term times the softcap derivative 1 − tanh²(s/c).
-// Grouped-query heads add their dK and dV into the shared kv head.
+// Grouped-query heads add their dK and dV into the shared kv head. With dropout (mask M, the
+// forward's O = (P ⊙ M)·V): dV = (P ⊙ M)ᵀ·dO and dP = (dO·Vᵀ) ⊙ M.
 
 import { dims4, referenceSdpa, type RefSdpaOptions, type RefTensor } from "./reference";
+import { dropoutFactors } from "./reference-dropout";
 
 export interface RefGradients {
   dq: RefTensor<Float64Array>;
@@ -23,7 +25,10 @@ export function referenceSdpaBackward(
   const Dv = v.shape[v.shape.length - 1];
   const group = H / Hkv;
   const scale = options.scale ?? 1 / Math.sqrt(D);
-  const { weights, output } = referenceSdpa(q, k, v, options);
+  const { dropout, ...withoutDropout } = options;
+  const { weights } = referenceSdpa(q, k, v, withoutDropout);
+  const { output } = referenceSdpa(q, k, v, options);
+  const keep = dropoutFactors(dropout);
   const dq = new Float64Array(q.data.length);
   const dk = new Float64Array(k.data.length);
   const dv = new Float64Array(v.data.length);
@@ -41,10 +46,11 @@ export function referenceSdpaBackward(
         for (let j = 0; j < Nk; j++) {
           const p = weights.data[r * Nk + j];
           if (p === 0) continue;
+          const m = keep(b * H + h, i, j);
           let dp = 0;
           for (let c = 0; c < Dv; c++) {
-            dp += dO(c) * v.data[vBase + j * Dv + c];
-            dv[vBase + j * Dv + c] += p * dO(c);
+            dp += dO(c) * v.data[vBase + j * Dv + c] * m;
+            dv[vBase + j * Dv + c] += p * m * dO(c);
           }
           let ds = p * (dp - delta) * scale;
           if (options.softcap !== undefined) {

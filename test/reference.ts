@@ -1,8 +1,11 @@
 // Plain float64 reference implementations, written straight from shared/API.md with no attention
-// to speed: scaled dot-product attention with every option except dropout, and softmax over any axis.
+// to speed: scaled dot-product attention with every option (dropout with the package's hash mask,
+// test/reference-dropout.ts), and softmax over any axis.
 // The property and behaviour tests compare the WebAssembly kernels against these.
 
 /** Any numeric tensor: data row-major, length = product(shape). */
+import { dropoutFactors } from "./reference-dropout";
+
 export interface RefTensor<T extends ArrayLike<number> = ArrayLike<number>> {
   data: T;
   shape: readonly number[];
@@ -17,6 +20,7 @@ export interface RefSdpaOptions {
   softcap?: number;
   alibiSlopes?: ArrayLike<number>;
   globalTokens?: ArrayLike<number>;
+  dropout?: { p: number; seed: number };
 }
 
 export interface RefSdpaResult {
@@ -62,7 +66,10 @@ export function broadcastStrides(shape: readonly number[], target: readonly numb
   return strides;
 }
 
-/** Scaled dot-product attention in float64, as API.md specifies it (dropout excepted). */
+/**
+ * Scaled dot-product attention in float64, as API.md specifies it. With dropout, the weights and the
+ * output use the dropped, rescaled probabilities (the lse does not change).
+ */
 export function referenceSdpa(
   q: RefTensor,
   k: RefTensor,
@@ -96,6 +103,7 @@ export function referenceSdpa(
   const maskStrides = mask ? broadcastStrides(mask.shape, [B, H, Nq, Nk]) : [0, 0, 0, 0];
   const boolMask = mask !== undefined && mask.data instanceof Uint8Array;
 
+  const keep = dropoutFactors(options.dropout);
   const lead = q.shape.slice(0, -2);
   const output = new Float64Array(B * H * Nq * Dv);
   const weights = new Float64Array(B * H * Nq * Nk);
@@ -151,7 +159,7 @@ export function referenceSdpa(
         lse[r] = max + Math.log(sum);
         for (let j = 0; j < Nk; j++) {
           if (row[j] === -Infinity) continue;
-          const p = Math.exp(row[j] - max) / sum;
+          const p = (Math.exp(row[j] - max) / sum) * keep(b * H + h, i, j);
           weights[r * Nk + j] = p;
           for (let c = 0; c < Dv; c++) output[r * Dv + c] += p * v.data[vBase + j * Dv + c];
         }
