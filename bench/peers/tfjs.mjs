@@ -211,3 +211,45 @@ export function plainAdditiveAttention(q, k, v, wq, wk, va, { B, Nq, Nk, Dq, Dk,
   }
   return out;
 }
+
+/**
+ * The gradients of scaled dot-product attention, softmax(scale·q·kᵀ)·v, with respect to q, k and v
+ * for an upstream gradient dy, as TensorFlow.js ops on the WASM backend: the formulas tf.grads
+ * would run (dV = Pᵀ·dY, dP = dY·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = scale·dS·K,
+ * dK = scale·dSᵀ·Q), composed by hand because the Node bundle of tfjs-core registers no gradient
+ * functions (its register_all_gradients module is ESM without file extensions, which Node cannot
+ * load). Shapes [B·H, N, D]; run() returns [dq, dk, dv] as Float32Arrays.
+ */
+export function tfjsSdpaGradients({ B, H, Nq, Nk, D, Dv, causal = false }) {
+  if (tf.getBackend() !== "wasm") throw new Error("call and await initTfjsWasm() first");
+  const scale = 1 / Math.sqrt(D);
+  const offset = Nk - Nq;
+  // Causal: an additive bias of -1e9 above the lower-right diagonal (tfjs has no masked softmax).
+  const bias = causal
+    ? Float32Array.from({ length: Nq * Nk }, (_, x) =>
+        x % Nk > Math.floor(x / Nk) + offset ? -1e9 : 0,
+      )
+    : undefined;
+  return {
+    run(q, k, v, dy) {
+      const results = tf.tidy(() => {
+        const qT = tf.tensor3d(q, [B * H, Nq, D]);
+        const kT = tf.tensor3d(k, [B * H, Nk, D]);
+        const vT = tf.tensor3d(v, [B * H, Nk, Dv]);
+        const dyT = tf.tensor3d(dy, [B * H, Nq, Dv]);
+        let scores = tf.mul(tf.matMul(qT, kT, false, true), tf.scalar(scale));
+        if (bias) scores = tf.add(scores, tf.tensor2d(bias, [Nq, Nk]));
+        const p = tf.softmax(scores);
+        const dv = tf.matMul(p, dyT, true, false);
+        const dp = tf.matMul(dyT, vT, false, true);
+        const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), tf.scalar(scale));
+        return [tf.matMul(ds, kT), tf.matMul(ds, qT, true, false), dv];
+      });
+      try {
+        return results.map((t) => t.dataSync());
+      } finally {
+        results.forEach((t) => t.dispose());
+      }
+    },
+  };
+}
