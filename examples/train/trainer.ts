@@ -1,5 +1,6 @@
-// The training run shared by the command line (main.ts, `npm run train`) and test/train.test.ts: a
-// task (task.ts), the model (model.ts) and Adam (adam.ts), all seeded. Needs init() first.
+// The training run shared by the command line (main.ts, `npm run train`), the browser page
+// (examples/browser) and test/train.test.ts: a task (task.ts), the model (model.ts) and Adam
+// (adam.ts), all seeded. Needs init() first.
 
 import { Adam } from "./adam.js";
 import { AttentionModel, type ModelConfig } from "./model.js";
@@ -17,7 +18,7 @@ export interface TrainOptions extends Partial<ModelConfig> {
   learningRate?: number;
   /** Held-out sequences the accuracy is measured on; default 512. */
   evalSequences?: number;
-  /** Called every `logEvery` steps (and after the last) with the progress so far. */
+  /** train() calls it every `logEvery` steps (and after the last) with the progress so far. */
   onLog?: (entry: LogEntry) => void;
   /** Default 100. */
   logEvery?: number;
@@ -66,7 +67,21 @@ export function modelConfig(options: TrainOptions = {}): ModelConfig {
   };
 }
 
+/** A whole training run; returns its report. */
 export function train(options: TrainOptions = {}): TrainReport {
+  const run = training(options);
+  for (;;) {
+    const next = run.next();
+    if (next.done) return next.value;
+    options.onLog?.(next.value);
+  }
+}
+
+/**
+ * The training run as a generator: it yields a LogEntry every `logEvery` steps and after the last,
+ * and returns the report, so a page can let the browser draw between entries.
+ */
+export function* training(options: TrainOptions = {}): Generator<LogEntry, TrainReport, void> {
   const task = options.task ?? "recall";
   const makeBatch = TASKS[task];
   const config = modelConfig(options);
@@ -95,13 +110,13 @@ export function train(options: TrainOptions = {}): TrainReport {
       // Cosine decay to zero over the run: large steps early, settling at the end.
       adam.step(gradients, learningRate * 0.5 * (1 + Math.cos((Math.PI * (step - 1)) / steps)));
       model.sync();
-      if (options.onLog && (step % logEvery === 0 || step === steps)) {
+      if (step % logEvery === 0 || step === steps) {
         const recent = losses.slice(-(step % logEvery || logEvery));
-        options.onLog({
+        yield {
           step,
           loss: recent.reduce((a, b) => a + b, 0) / recent.length,
           milliseconds: performance.now() - t0,
-        });
+        };
       }
     }
     const result = model.evaluate(heldOut);
