@@ -25,6 +25,8 @@ const NUMERIC_SUITES = [
   "test/reliability.test.ts",
   "test/analysis.test.ts",
   "test/backward.test.ts",
+  "test/mha.backward.test.ts",
+  "test/train.test.ts",
   "test/threads.test.ts",
 ];
 // Suites that need the real Node process or an uninitialised module run only in the "node" project;

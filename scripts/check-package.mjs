@@ -1,9 +1,9 @@
 // Checks the package as it will be published: packs it once (without re-running the build), then
 // publint and @arethetypeswrong/cli (ESM only) on the tarball, and a size budget: each .wasm at most
 // 64 KiB; the minified JavaScript without the inlined wasm at most 30 KiB for the core an app using
-// scaledDotProductAttention bundles, and 64 KiB for the whole API (multi-head attention, the family,
-// the analysis helpers and the worker pool; most of it is argument checks whose messages name
-// shapes). Run after `npm run build`; part of `npm test`.
+// scaledDotProductAttention bundles, and 72 KiB for the whole API (multi-head attention and its
+// backward pass, the family, the analysis helpers and the worker pool; most of it is argument checks
+// whose messages name shapes). Run after `npm run build`; part of `npm test`.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,7 +17,7 @@ const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit"
 const KiB = 1024;
 const WASM_BUDGET = 64 * KiB;
 const CORE_BUDGET = 30 * KiB;
-const JS_BUDGET = 64 * KiB;
+const JS_BUDGET = 72 * KiB; // 61.1 KiB before MultiHeadAttention.backward, 65.5 after
 
 const dir = mkdtempSync(join(tmpdir(), "wasm-attention-pack-"));
 try {

@@ -28,7 +28,11 @@ export {
   type MultiHeadAttentionOptions,
   type MultiHeadAttentionWeights,
   type MultiHeadAttentionForwardOptions,
+  type MultiHeadAttentionResult,
+  type KeepForBackward,
 } from "./mha.js";
+export type { MultiHeadAttentionGradients } from "./mha-backward.js";
+export type { MhaSaved, MhaParameters } from "./mha-saved.js";
 export type { KVCache } from "./kv-cache.js";
 export { applyRope, type ApplyRopeOptions } from "./rope.js";
 export {

@@ -4,12 +4,21 @@
 // Data flow of forward(), all in WASM memory: Q = query·Wqᵀ + bq [B·Nq, E], K and V likewise
 // [B·Nk, E·Hkv/H]; the attention kernel reads the heads straight out of these row-major
 // projections through strides (head h is columns h·hd..(h+1)·hd) and writes its output in the same
-// concatenated layout, which the output projection then reads: no transposes anywhere.
+// concatenated layout, which the output projection then reads: no transposes anywhere. With
+// keepForBackward, forward also copies out what backward() (src/mha-backward.ts) needs.
 
 import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
+import { mhaBackward, type MultiHeadAttentionGradients } from "./mha-backward.js";
+import {
+  copyParameters,
+  keep,
+  type MhaParameters,
+  type MhaSaved,
+  type SavedState,
+} from "./mha-saved.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
@@ -73,10 +82,28 @@ export interface MultiHeadAttentionForwardOptions {
   averageWeights?: boolean;
   /** Append this call's keys and values to the cache and attend over all of it. */
   cache?: KVCache;
+  /**
+   * Also return `saved`, what `backward()` needs (copies in JavaScript memory). Not with `cache`.
+   */
+  keepForBackward?: boolean;
 }
+
+/** What forward returns; `saved` with `keepForBackward: true`. */
+export interface MultiHeadAttentionResult {
+  /** [B, Nq, E] */
+  output: Tensor;
+  /** With `needWeights`: [B, Nq, Nk] averaged over heads, or [B, H, Nq, Nk]. */
+  weights?: Tensor;
+  /** With `keepForBackward`: the state to pass to `backward()`. */
+  saved?: MhaSaved;
+}
+
+/** Forward options that keep the state for backward(): forward then returns `saved`. */
+export type KeepForBackward = MultiHeadAttentionForwardOptions & { keepForBackward: true };
 
 const NAME = "MultiHeadAttention";
 const FORWARD = "MultiHeadAttention.forward";
+const BACKWARD = "MultiHeadAttention.backward";
 
 interface Projection {
   packed: number; // packed weights (gemm layout)
@@ -103,6 +130,10 @@ export class MultiHeadAttention {
   readonly #projections: { q: Projection; k: Projection; v: Projection; o: Projection };
   readonly #blocks: number[] = [];
   readonly #caches = new Set<KVCache>();
+  // A JavaScript copy of the weights for backward() and getWeights(): the packed ones cannot be read
+  // back portably (their layout depends on the build). Replaced, never mutated, by setWeights(), so
+  // a saved forward state keeps the weights it ran with.
+  #weights: MhaParameters;
   #disposed = false;
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
@@ -152,6 +183,7 @@ export class MultiHeadAttention {
     const w = options.weights
       ? checkWeights(options.weights, E, kvDim, kdim, vdim, bias)
       : initWeights(E, kvDim, kdim, vdim, bias, seed);
+    this.#weights = copyParameters(w);
     this.#kernels = kernels(NAME);
     this.embedDim = E;
     this.numHeads = H;
@@ -176,16 +208,29 @@ export class MultiHeadAttention {
   /**
    * Attention of `query` [B,Nq,E] over `key` [B,Nk,kdim] and `value` [B,Nk,vdim] (both default to
    * `query`: self-attention). Rank 2 inputs [N, features] mean B = 1. Returns `output` [B,Nq,E]
-   * and, with `needWeights`, `weights` [B,Nq,Nk] (averaged over heads) or [B,H,Nq,Nk].
+   * and, with `needWeights`, `weights` [B,Nq,Nk] (averaged over heads) or [B,H,Nq,Nk]. With
+   * `keepForBackward`, also `saved`, for `backward()`.
    */
+  forward(
+    query: Tensor,
+    key: Tensor | undefined,
+    value: Tensor | undefined,
+    options: KeepForBackward,
+  ): MultiHeadAttentionResult & { saved: MhaSaved };
+  forward(
+    query: Tensor,
+    key?: Tensor,
+    value?: Tensor,
+    options?: MultiHeadAttentionForwardOptions,
+  ): MultiHeadAttentionResult;
   forward(
     query: Tensor,
     key?: Tensor,
     value?: Tensor,
     options: MultiHeadAttentionForwardOptions = {},
-  ): { output: Tensor; weights?: Tensor } {
+  ): MultiHeadAttentionResult {
     this.#checkLive(FORWARD);
-    const plan = this.#planForward(FORWARD, query, key ?? query, value ?? query, options);
+    const plan = this.#planForward(FORWARD, query, key, value, options);
     return runPlanned(FORWARD, plan);
   }
 
@@ -195,21 +240,96 @@ export class MultiHeadAttention {
    * calling thread. A cache must not be used by another call until the promise settles; dispose()
    * while calls are pending frees the weights once they have settled.
    */
+  forwardAsync(
+    query: Tensor,
+    key: Tensor | undefined,
+    value: Tensor | undefined,
+    options: KeepForBackward,
+  ): Promise<MultiHeadAttentionResult & { saved: MhaSaved }>;
+  forwardAsync(
+    query: Tensor,
+    key?: Tensor,
+    value?: Tensor,
+    options?: MultiHeadAttentionForwardOptions,
+  ): Promise<MultiHeadAttentionResult>;
   async forwardAsync(
     query: Tensor,
     key?: Tensor,
     value?: Tensor,
     options: MultiHeadAttentionForwardOptions = {},
-  ): Promise<{ output: Tensor; weights?: Tensor }> {
+  ): Promise<MultiHeadAttentionResult> {
     const op = `${FORWARD}Async`;
     this.#checkLive(op);
-    const plan = this.#planForward(op, query, key ?? query, value ?? query, options);
+    const plan = this.#planForward(op, query, key, value, options);
     this.#pending++;
     try {
       return await runPlannedAsync(op, plan);
     } finally {
       if (--this.#pending === 0 && this.#disposed) this.#release();
     }
+  }
+
+  /**
+   * Gradients of L = Σ output ⊙ gradOutput for the forward call that returned `saved` (called with
+   * `keepForBackward: true`): dQuery, dKey and dValue (those two when key and value were passed;
+   * otherwise their paths are in dQuery) and `grads` of every weight and bias, in the weights'
+   * layout. Uses the weights of that forward call, even if setWeights() has run since.
+   */
+  backward(gradOutput: Tensor, saved: MhaSaved): MultiHeadAttentionGradients {
+    this.#checkLive(BACKWARD);
+    return mhaBackward(BACKWARD, this, gradOutput, saved);
+  }
+
+  /** Copies of the weights and (with bias) biases, in PyTorch layout. */
+  getWeights(): MhaParameters {
+    this.#checkLive(`${NAME}.getWeights`);
+    return copyParameters(this.#weights);
+  }
+
+  /**
+   * Replaces the weights (e.g. after an optimiser step): the same shapes and rules as the
+   * constructor's `weights` (a bias left out is zero). Keys and values already in a cache keep their
+   * old projections. Not while a forwardAsync call is pending: it reads the weights.
+   */
+  setWeights(weights: MultiHeadAttentionWeights): void {
+    const op = `${NAME}.setWeights`;
+    this.#checkLive(op);
+    const w = checkWeights(
+      weights,
+      this.embedDim,
+      this.numKvHeads * this.headDim,
+      this.kdim,
+      this.vdim,
+      this.bias,
+      op,
+    );
+    if (this.#pending > 0) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${this.#pending} forwardAsync call(s) still read the weights; await them first`,
+      );
+    }
+    const { exports, workspace } = this.#kernels;
+    const p = this.#projections;
+    const pairs = [
+      [p.q, w.wq, w.bq],
+      [p.k, w.wk, w.bk],
+      [p.v, w.wv, w.bv],
+      [p.o, w.wo, w.bo],
+    ] as const;
+    withCall(
+      op,
+      (k) => pairs.reduce((n, [, weight]) => n + stagedBytes(weight, k), 0),
+      (call) => {
+        for (const [projection, weight, bias] of pairs) {
+          const raw = call.inputF32(weight, "weights");
+          const { outFeatures, inFeatures, packed } = projection;
+          exports.packWeights(raw, outFeatures, inFeatures, inFeatures, packed);
+          if (bias) workspace.f32.set(bias, projection.bias >>> 2);
+        }
+      },
+    );
+    this.#weights = copyParameters(w);
   }
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
@@ -290,16 +410,18 @@ export class MultiHeadAttention {
   #planForward(
     op: string,
     query: Tensor,
-    key: Tensor,
-    value: Tensor,
+    keyGiven: Tensor | undefined,
+    valueGiven: Tensor | undefined,
     options: MultiHeadAttentionForwardOptions,
-  ): Planned<{ output: Tensor; weights?: Tensor }> {
+  ): Planned<MultiHeadAttentionResult> {
     if (typeof options !== "object" || options === null) {
       throw new AttentionError(
         "BAD_OPTION",
         `${op}: options must be an object, got ${describe(options)}`,
       );
     }
+    const key = keyGiven ?? query;
+    const value = valueGiven ?? query;
     const E = this.embedDim;
     const H = this.numHeads;
     const hd = this.headDim;
@@ -315,6 +437,19 @@ export class MultiHeadAttention {
       );
     }
     const cache = options.cache;
+    if (options.keepForBackward !== undefined && typeof options.keepForBackward !== "boolean") {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: keepForBackward must be a boolean, got ${describe(options.keepForBackward)}`,
+      );
+    }
+    const keepForBackward = options.keepForBackward === true;
+    if (keepForBackward && cache !== undefined) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: keepForBackward cannot be combined with cache (no backward through a KV cache)`,
+      );
+    }
     let past = 0;
     if (cache !== undefined) {
       if (!(cache instanceof KVCache) || !cache.belongsTo(this)) {
@@ -365,7 +500,13 @@ export class MultiHeadAttention {
     const plan: AttentionPlan = planAttention(
       op,
       { B, H, Hkv: this.numKvHeads, Nq, Nk, D: hd, Dv: hd },
-      { mask, causal: options.causal, window: options.window, returnWeights: needWeights },
+      {
+        mask,
+        causal: options.causal,
+        window: options.window,
+        returnWeights: needWeights,
+        returnLse: keepForBackward,
+      },
       maskShape,
     );
     const selfAttention = key === query && value === query;
@@ -376,6 +517,8 @@ export class MultiHeadAttention {
     const lead = query.shape.slice(0, -2);
     const { q: pq, k: pk, v: pv, o: po } = this.#projections;
     const { kdim, vdim, numKvHeads } = this;
+    const owner = this;
+    const weights = this.#weights;
 
     const bytes = (k: Kernels): number =>
       stagedBytes(query, k) +
@@ -390,7 +533,7 @@ export class MultiHeadAttention {
       attentionBytes(k, plan);
 
     // The data flow of a forward call; forward() runs each yielded step, forwardAsync() awaits it.
-    const steps = function* (call: Call): Steps<{ output: Tensor; weights?: Tensor }> {
+    const steps = function* (call: Call): Steps<MultiHeadAttentionResult> {
       const qIn = call.inputF32(query, "query");
       const kIn = selfAttention ? qIn : call.inputF32(key, "key");
       const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
@@ -453,13 +596,41 @@ export class MultiHeadAttention {
       const yPtr = call.alloc(B * Nq * E * 4, "output");
       yield project(po, attended, B * Nq, yPtr, E);
       if (cache) cache.commit(Nnew);
-      const output: { output: Tensor; weights?: Tensor } = {
+      const output: MultiHeadAttentionResult = {
         output: { data: call.outputF32(yPtr, B * Nq * E), shape: [...lead, Nq, E] },
       };
       if (result.weights) {
         output.weights = average
           ? { data: averageHeads(result.weights, B, H, Nq * Nk), shape: [...lead, Nq, Nk] }
           : { data: result.weights, shape: lead.length ? [B, H, Nq, Nk] : [H, Nq, Nk] };
+      }
+      if (keepForBackward) {
+        // Copies of everything backward reads: the inputs, Q and K after RoPE (no cache here, so K
+        // and V are the fresh buffers), V, the attention output, lse, masks and options.
+        const queryCopy = copyTensor(query);
+        const keyCopy = selfAttention ? queryCopy : copyTensor(key);
+        const state: SavedState = {
+          owner,
+          weights,
+          query: queryCopy,
+          key: keyCopy,
+          value: selfAttention ? queryCopy : crossSame ? keyCopy : copyTensor(value),
+          keyGiven: keyGiven !== undefined,
+          valueGiven: valueGiven !== undefined,
+          B,
+          Nq,
+          Nk,
+          q: call.outputF32(qOperand.ptr, B * Nq * E),
+          k: call.outputF32(kOperand.ptr, B * Nk * kvDim),
+          v: call.outputF32(vOperand.ptr, B * Nk * kvDim),
+          attended: call.outputF32(attended, B * Nq * E),
+          lse: result.lse ?? new Float32Array(0),
+          mask: mask && (copyTensor<Float32Array | Uint8Array>(mask, maskShape) as typeof mask),
+          keyMask: keyMask && copyTensor(keyMask),
+          causal: options.causal,
+          window: options.window && [options.window[0], options.window[1]],
+        };
+        output.saved = keep(state);
       }
       return output;
     };
@@ -498,6 +669,14 @@ function sequenceDims(op: string, t: Tensor, name: string, features: number): [n
   return s.length === 3 ? [s[0], s[1]] : [1, s[0]];
 }
 
+/** A copy of `t` in fresh JavaScript memory (also of a WasmTensor), optionally seen as `shape`. */
+function copyTensor<T extends Float32Array | Uint8Array>(
+  t: Tensor<T>,
+  shape: readonly number[] = t.shape,
+): Tensor<T> {
+  return { data: t.data.slice() as T, shape: [...shape] };
+}
+
 function averageHeads(weights: Float32Array, B: number, H: number, plane: number): Float32Array {
   const out = new Float32Array(B * plane);
   for (let b = 0; b < B; b++) {
@@ -528,18 +707,16 @@ function checkWeights(
   kdim: number,
   vdim: number,
   bias: boolean,
+  op: string = NAME,
 ): CheckedWeights {
   if (typeof w !== "object" || w === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${NAME}: weights must be an object, got ${describe(w)}`,
-    );
+    throw new AttentionError("BAD_OPTION", `${op}: weights must be an object, got ${describe(w)}`);
   }
   const checked: CheckedWeights = {
-    wq: weightTensor(NAME, "weights.wq", w.wq, E, E),
-    wk: weightTensor(NAME, "weights.wk", w.wk, kdim, kvDim),
-    wv: weightTensor(NAME, "weights.wv", w.wv, vdim, kvDim),
-    wo: weightTensor(NAME, "weights.wo", w.wo, E, E),
+    wq: weightTensor(op, "weights.wq", w.wq, E, E),
+    wk: weightTensor(op, "weights.wk", w.wk, kdim, kvDim),
+    wv: weightTensor(op, "weights.wv", w.wv, vdim, kvDim),
+    wo: weightTensor(op, "weights.wo", w.wo, E, E),
   };
   const biasSizes = { bq: E, bk: kvDim, bv: kvDim, bo: E } as const;
   for (const name of ["bq", "bk", "bv", "bo"] as const) {
@@ -549,18 +726,18 @@ function checkWeights(
       continue;
     }
     if (!bias) {
-      throw new AttentionError("BAD_OPTION", `${NAME}: weights.${name} is given but bias is false`);
+      throw new AttentionError("BAD_OPTION", `${op}: weights.${name} is given but bias is false`);
     }
     if (!(b instanceof Float32Array)) {
       throw new AttentionError(
         "BAD_DTYPE",
-        `${NAME}: weights.${name} must be a Float32Array, got ${describe(b)}`,
+        `${op}: weights.${name} must be a Float32Array, got ${describe(b)}`,
       );
     }
     if (b.length !== biasSizes[name]) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${NAME}: weights.${name} has shape [${b.length}] but must be [${biasSizes[name]}]`,
+        `${op}: weights.${name} has shape [${b.length}] but must be [${biasSizes[name]}]`,
       );
     }
     checked[name] = b;

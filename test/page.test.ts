@@ -1,6 +1,7 @@
 // The browser page (examples/browser, built and served by scripts/page.mjs) in headless Chromium:
 // typing a sentence redraws a heatmap with one cell per token pair, and the entropies it shows are
-// the library's own numbers. A screenshot is kept in test-results/page.png.
+// the library's own numbers; its training view trains the example model of examples/train. A
+// screenshot is kept in test-results/page.png.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -66,6 +67,30 @@ describe("the browser page", () => {
       expect(shown).toEqual(expected);
       mkdirSync(join(root, "test-results"), { recursive: true });
       await page.screenshot({ path: join(root, "test-results", "page.png"), fullPage: true });
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("trains the example model in the page: the loss falls and the task is learnt", async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(url);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.selectOption("#train-task", { value: "recall" });
+      await page.fill("#train-steps", "200");
+      await page.click("#train");
+      await page.waitForSelector("#train-log[data-accuracy]", { timeout: 60_000 });
+      const accuracy = Number(await page.getAttribute("#train-log", "data-accuracy"));
+      expect(accuracy).toBeGreaterThanOrEqual(0.95);
+      const losses = ((await page.textContent("#train-log")) ?? "")
+        .split("\n")
+        .filter((line) => line.startsWith("step"))
+        .map((line) => Number(line.split(/\s+/)[3]));
+      // One entry per ceil(200 / 12) = 17 steps, and the last: 12 entries from step 17 to 200.
+      expect(losses).toHaveLength(12);
+      expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 10);
+      expect(await page.isEnabled("#train")).toBe(true);
     } finally {
       await page.close();
     }

@@ -1,6 +1,7 @@
 // The browser page of examples/browser: as the user types, tokens → embeddings → a stack of
 // MultiHeadAttention layers, then the selected layer and head as a heatmap, its entropy per query,
-// and the rollout over all layers. Built and served by `npm run page` (scripts/page.mjs).
+// and the rollout over all layers; below, the training example (train-view.ts). Built and served by
+// `npm run page` (scripts/page.mjs).
 import { runLayers, tokenize } from "../../src/demo";
 import {
   attentionEntropy,
@@ -9,6 +10,7 @@ import {
   renderHeatmapSvg,
   type Tensor,
 } from "../../src/index";
+import { setUpTraining } from "./train-view";
 
 const LAYERS = 3;
 const HEADS = 4;
@@ -74,4 +76,5 @@ text.addEventListener("input", compute);
 layerSelect.addEventListener("change", draw);
 headSelect.addEventListener("change", draw);
 compute();
+setUpTraining();
 document.body.dataset.ready = "true";
