@@ -38,7 +38,7 @@ export interface MhaParameters {
 export interface SavedState {
   /** The module whose forward call made it. */
   owner: object;
-  /** The weights of that call: a snapshot that setWeights() replaces and never mutates. */
+  /** The weights of that call, read out of WASM memory when it finished. */
   weights: MhaParameters;
   /** Copies of the inputs; key and value are the same object as query where they were. */
   query: Tensor;
@@ -93,30 +93,4 @@ export function savedState(op: string, saved: unknown, owner: object): SavedStat
     );
   }
   return state;
-}
-
-/** Fresh copies of every array of `p` (e.g. of the weights handed to the module). */
-export function copyParameters(p: {
-  wq: Float32Array | Tensor;
-  wk: Float32Array | Tensor;
-  wv: Float32Array | Tensor;
-  wo: Float32Array | Tensor;
-  bq?: Float32Array;
-  bk?: Float32Array;
-  bv?: Float32Array;
-  bo?: Float32Array;
-}): MhaParameters {
-  const copy = (t: Float32Array | Tensor): Float32Array =>
-    t instanceof Float32Array ? t.slice() : t.data.slice();
-  const out: MhaParameters = {
-    wq: copy(p.wq),
-    wk: copy(p.wk),
-    wv: copy(p.wv),
-    wo: copy(p.wo),
-  };
-  for (const name of ["bq", "bk", "bv", "bo"] as const) {
-    const b = p[name];
-    if (b !== undefined) out[name] = copy(b);
-  }
-  return out;
 }

@@ -12,13 +12,8 @@ import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
 import { KVCache } from "./kv-cache.js";
 import { mhaBackward, type MultiHeadAttentionGradients } from "./mha-backward.js";
-import {
-  copyParameters,
-  keep,
-  type MhaParameters,
-  type MhaSaved,
-  type SavedState,
-} from "./mha-saved.js";
+import { unpackWeights } from "./packed-weights.js";
+import { keep, type MhaParameters, type MhaSaved, type SavedState } from "./mha-saved.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
@@ -130,10 +125,6 @@ export class MultiHeadAttention {
   readonly #projections: { q: Projection; k: Projection; v: Projection; o: Projection };
   readonly #blocks: number[] = [];
   readonly #caches = new Set<KVCache>();
-  // A JavaScript copy of the weights for backward() and getWeights(): the packed ones cannot be read
-  // back portably (their layout depends on the build). Replaced, never mutated, by setWeights(), so
-  // a saved forward state keeps the weights it ran with.
-  #weights: MhaParameters;
   #disposed = false;
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
@@ -183,7 +174,6 @@ export class MultiHeadAttention {
     const w = options.weights
       ? checkWeights(options.weights, E, kvDim, kdim, vdim, bias)
       : initWeights(E, kvDim, kdim, vdim, bias, seed);
-    this.#weights = copyParameters(w);
     this.#kernels = kernels(NAME);
     this.embedDim = E;
     this.numHeads = H;
@@ -283,7 +273,7 @@ export class MultiHeadAttention {
   /** Copies of the weights and (with bias) biases, in PyTorch layout. */
   getWeights(): MhaParameters {
     this.#checkLive(`${NAME}.getWeights`);
-    return copyParameters(this.#weights);
+    return this.#readWeights();
   }
 
   /**
@@ -329,7 +319,20 @@ export class MultiHeadAttention {
         }
       },
     );
-    this.#weights = copyParameters(w);
+  }
+
+  // The weights and biases, read back out of WASM memory (the module keeps no other copy).
+  #readWeights(): MhaParameters {
+    const read = (p: Projection): Float32Array =>
+      unpackWeights(this.#kernels, p.packed, p.outFeatures, p.inFeatures);
+    const bias = (p: Projection): Float32Array | undefined => {
+      const at = p.bias >>> 2;
+      return p.bias ? this.#kernels.workspace.f32.slice(at, at + p.outFeatures) : undefined;
+    };
+    const { q, k, v, o } = this.#projections;
+    const w: MhaParameters = { wq: read(q), wk: read(k), wv: read(v), wo: read(o) };
+    if (this.bias) Object.assign(w, { bq: bias(q), bk: bias(k), bv: bias(v), bo: bias(o) });
+    return w;
   }
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
@@ -518,7 +521,6 @@ export class MultiHeadAttention {
     const { q: pq, k: pk, v: pv, o: po } = this.#projections;
     const { kdim, vdim, numKvHeads } = this;
     const owner = this;
-    const weights = this.#weights;
 
     const bytes = (k: Kernels): number =>
       stagedBytes(query, k) +
@@ -611,7 +613,8 @@ export class MultiHeadAttention {
         const keyCopy = selfAttention ? queryCopy : copyTensor(key);
         const state: SavedState = {
           owner,
-          weights,
+          // A snapshot: setWeights() after this call does not change the gradients of this call.
+          weights: owner.#readWeights(),
           query: queryCopy,
           key: keyCopy,
           value: selfAttention ? queryCopy : crossSame ? keyCopy : copyTensor(value),

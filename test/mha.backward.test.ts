@@ -234,6 +234,36 @@ describe("weights, memory and lifecycle", () => {
   const E = 8;
   const bytesInUse = (): number => kernels("test").workspace.bytesInUse;
 
+  it("getWeights reads back exactly the weights given, across panel and depth-block edges", () => {
+    // E = 12 rows (not a multiple of the 8-row panels), kdim = 300 (more than one 256-deep block).
+    const [E, kvDim, kdim, vdim] = [12, 6, 300, 5];
+    const rr = rng(77);
+    const values = (n: number): Float32Array => randomTensor(rr, [n]).data;
+    const weights = {
+      wq: values(E * E),
+      wk: values(kvDim * kdim),
+      wv: values(kvDim * vdim),
+      wo: values(E * E),
+      bq: values(E),
+      bk: values(kvDim),
+      bv: values(kvDim),
+      bo: values(E),
+    };
+    const mha = new MultiHeadAttention({
+      embedDim: E,
+      numHeads: 4,
+      numKvHeads: 2,
+      kdim,
+      vdim,
+      weights,
+    });
+    const back = mha.getWeights();
+    for (const name of Object.keys(weights) as Array<keyof typeof weights>) {
+      expect(Array.from(back[name]!), name).toEqual(Array.from(weights[name]));
+    }
+    mha.dispose();
+  });
+
   it("saved keeps the weights of its forward call across setWeights", () => {
     const a = new MultiHeadAttention({ embedDim: E, numHeads: 2, seed: 1 });
     const b = new MultiHeadAttention({ embedDim: E, numHeads: 2, seed: 2 });
