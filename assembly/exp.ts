@@ -6,6 +6,8 @@
 // so every x < -126.5 (and -Infinity, a masked score) gives exactly +0: never a denormal, never NaN.
 // NaN stays NaN. Inputs must be <= 128 (softmax arguments are <= 0 after the max is subtracted).
 
+import { madd } from "./madd";
+
 const EXP2_C1: f32 = 0.6931468844413757;
 const EXP2_C2: f32 = 0.24022236466407776;
 const EXP2_C3: f32 = 0.05550855025649071;
@@ -23,11 +25,12 @@ export function exp2x4(x: v128): v128 {
   const shifted = f32x4.add(x, f32x4.splat(ROUND_BIAS));
   const n = f32x4.sub(shifted, f32x4.splat(ROUND_BIAS));
   const f = f32x4.sub(x, n);
-  let p = f32x4.add(f32x4.mul(f32x4.splat(EXP2_C5), f), f32x4.splat(EXP2_C4));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(EXP2_C3));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(EXP2_C2));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(EXP2_C1));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(1.0));
+  // Horner's scheme on madd: fused (one rounding per step) in the relaxed build.
+  let p = madd(f32x4.splat(EXP2_C5), f, f32x4.splat(EXP2_C4));
+  p = madd(p, f, f32x4.splat(EXP2_C3));
+  p = madd(p, f, f32x4.splat(EXP2_C2));
+  p = madd(p, f, f32x4.splat(EXP2_C1));
+  p = madd(p, f, f32x4.splat(1.0));
   return f32x4.mul(p, i32x4.shl(shifted, 23));
 }
 
