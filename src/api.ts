@@ -20,6 +20,8 @@ export { softmax } from "./softmax.js";
 export {
   linearBackward,
   scaledDotProductAttentionBackward,
+  scaledDotProductAttentionBackwardAsync,
+  type AttentionGradients,
   type BackwardOptions,
 } from "./backward.js";
 export { linear, linearAsync } from "./linear.js";

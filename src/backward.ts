@@ -1,7 +1,7 @@
 // scaledDotProductAttentionBackward: the gradients of attention for training, recomputing the
 // probabilities tile by tile from the forward pass's lse (assembly/sdpa-backward.ts).
 
-import { stagedBytes, withCall } from "./call.js";
+import { type Call, stagedBytes } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import {
   attentionInputDims,
@@ -13,6 +13,9 @@ import {
 import { checkTensor, describe, type Tensor } from "./tensor.js";
 import { linear, weightTensor } from "./linear.js";
 import { Workspace } from "./workspace.js";
+import type { Kernels } from "./runtime.js";
+import { runPlanned, runPlannedAsync, type Planned, type Steps } from "./steps.js";
+import type { Task } from "./threads.js";
 import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
 
 const OP = "scaledDotProductAttentionBackward";
@@ -20,11 +23,19 @@ const OP = "scaledDotProductAttentionBackward";
 /** The forward pass's options, and its lse (`returnLse: true`). */
 export type BackwardOptions = AttentionOptions & { lse: Tensor };
 
+/** What the attention backward returns: gradients shaped like q, k and v. */
+export interface AttentionGradients {
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+}
+
 /**
  * Gradients of L = Σ output ⊙ gradOutput with respect to q, k and v, for the forward call with the
  * same inputs and options: dq has q's shape, dk k's and dv v's (with grouped-query heads, dk and dv
  * sum over the query heads of each group). `output` is the forward output and `options.lse` its
- * lse. A fully masked row contributes nothing.
+ * lse. A fully masked row contributes nothing. With a worker pool the (batch, kv-head) groups are
+ * split across the threads.
  */
 export function scaledDotProductAttentionBackward(
   q: Tensor,
@@ -33,24 +44,52 @@ export function scaledDotProductAttentionBackward(
   output: Tensor,
   gradOutput: Tensor,
   options: BackwardOptions,
-): { dq: Tensor; dk: Tensor; dv: Tensor } {
-  const dims = attentionInputDims(OP, q, k, v);
+): AttentionGradients {
+  return runPlanned(OP, planBackward(OP, q, k, v, output, gradOutput, options));
+}
+
+/**
+ * scaledDotProductAttentionBackward that never blocks the calling thread: with a worker pool the
+ * workers compute it (see `init({ threads })`); without one it runs on the calling thread.
+ */
+export function scaledDotProductAttentionBackwardAsync(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  output: Tensor,
+  gradOutput: Tensor,
+  options: BackwardOptions,
+): Promise<AttentionGradients> {
+  const op = `${OP}Async`;
+  return runPlannedAsync(op, planBackward(op, q, k, v, output, gradOutput, options));
+}
+
+function planBackward(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  output: Tensor,
+  gradOutput: Tensor,
+  options: BackwardOptions,
+): Planned<AttentionGradients> {
+  const dims = attentionInputDims(op, q, k, v);
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
+      `${op}: options must be an object, got ${describe(options)}`,
     );
   }
   const { lse, ...forward } = options;
-  const plan = planAttention(OP, dims, { ...forward, returnWeights: false, returnLse: false });
+  const plan = planAttention(op, dims, { ...forward, returnWeights: false, returnLse: false });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   const lead = q.shape.slice(0, -2);
   const expect = (name: string, t: Tensor, shape: number[]): void => {
-    checkTensor(OP, name, t, ["float32"]);
+    checkTensor(op, name, t, ["float32"]);
     if (t.shape.join() !== shape.join()) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${OP}: ${name} has shape ${formatShape(t.shape)} but must be ${formatShape(shape)}`,
+        `${op}: ${name} has shape ${formatShape(t.shape)} but must be ${formatShape(shape)}`,
       );
     }
   };
@@ -59,57 +98,73 @@ export function scaledDotProductAttentionBackward(
   if (lse === undefined) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: options.lse is missing (the forward pass's returnLse)`,
+      `${op}: options.lse is missing (the forward pass's returnLse)`,
     );
   }
   expect("options.lse", lse, [...lead, Nq]);
   const block = Workspace.blockSize;
-  return withCall(
-    OP,
-    (kern) =>
-      [q, k, v, output, gradOutput, lse].reduce((n, t) => n + stagedBytes(t, kern), 0) +
-      block(q.data.byteLength) +
-      block(k.data.byteLength) +
-      block(v.data.byteLength) +
-      block(SDPA_PARAMS_BYTES) +
-      block(kern.exports.sdpaBackwardScratchBytes(D, Dv, Nk)) +
-      (plan.mask ? stagedBytes(plan.mask.tensor, kern) : 0) +
-      block(H * 4) +
-      block(Nk) +
-      block(Nq),
-    (call) => {
-      const { exports } = call.kernels;
-      const zeros = (bytes: number, what: string): number => {
-        const ptr = call.alloc(bytes, what);
-        call.workspace.u8.fill(0, ptr, ptr + bytes);
-        return ptr;
-      };
-      const params = call.alloc(SDPA_PARAMS_BYTES, "parameters");
-      setUpAttention(
-        call,
-        plan,
-        {
-          q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
-          k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
-          v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
-          out: contiguousOperand(call.inputF32(output, "output"), H, Nq, Dv),
-        },
-        params,
-      );
-      const gradPtr = call.inputF32(gradOutput, "gradOutput");
-      const lsePtr = call.inputF32(lse, "lse");
-      const dq = zeros(q.data.byteLength, "dq");
-      const dk = zeros(k.data.byteLength, "dk");
-      const dv = zeros(v.data.byteLength, "dv");
-      const scratch = call.alloc(exports.sdpaBackwardScratchBytes(D, Dv, Nk), "scratch");
-      exports.sdpaBackward(params, scratch, gradPtr, lsePtr, dq, dk, dv, 0, B * H);
-      return {
-        dq: { data: call.outputF32(dq, B * H * Nq * D), shape: [...q.shape] },
-        dk: { data: call.outputF32(dk, B * Hkv * Nk * D), shape: [...k.shape] },
-        dv: { data: call.outputF32(dv, B * Hkv * Nk * Dv), shape: [...v.shape] },
-      };
-    },
-  );
+  const scratchBytes = (kern: Kernels): number => kern.exports.sdpaBackwardScratchBytes(D, Dv, Nk);
+  const bytes = (kern: Kernels): number =>
+    [q, k, v, output, gradOutput, lse].reduce((n, t) => n + stagedBytes(t, kern), 0) +
+    block(q.data.byteLength) +
+    block(k.data.byteLength) +
+    block(v.data.byteLength) +
+    block(SDPA_PARAMS_BYTES) +
+    (kern.pool?.size ?? 1) * block(scratchBytes(kern)) +
+    (plan.mask ? stagedBytes(plan.mask.tensor, kern) : 0) +
+    block(H * 4) +
+    block(Nk) +
+    block(Nq);
+
+  const steps = function* (call: Call): Steps<AttentionGradients> {
+    const zeros = (n: number, what: string): number => {
+      const ptr = call.alloc(n, what);
+      call.workspace.u8.fill(0, ptr, ptr + n);
+      return ptr;
+    };
+    const params = call.alloc(SDPA_PARAMS_BYTES, "parameters");
+    setUpAttention(
+      call,
+      plan,
+      {
+        q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
+        k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
+        v: contiguousOperand(call.inputF32(v, "v"), Hkv, Nk, Dv),
+        out: contiguousOperand(call.inputF32(output, "output"), H, Nq, Dv),
+      },
+      params,
+    );
+    const grad = call.inputF32(gradOutput, "gradOutput");
+    const lsePtr = call.inputF32(lse, "lse");
+    const dq = zeros(q.data.byteLength, "dq");
+    const dk = zeros(k.data.byteLength, "dk");
+    const dv = zeros(v.data.byteLength, "dv");
+    // A task owns whole (batch, kv-head) groups, heads b·H + kvh·group .. + group, so no two
+    // threads add into the same rows of dk and dv.
+    const group = H / Hkv;
+    const units = B * Hkv;
+    const tasks = (threads: number): Task[] => {
+      const out: Task[] = [];
+      for (let t = 0; t < threads; t++) {
+        const begin = Math.floor((t * units) / threads) * group;
+        const end = Math.floor(((t + 1) * units) / threads) * group;
+        if (end <= begin) continue;
+        const scratch = call.alloc(scratchBytes(call.kernels), "scratch");
+        out.push({
+          fn: "sdpaBackward",
+          args: [params, scratch, grad, lsePtr, dq, dk, dv, begin, end],
+        });
+      }
+      return out;
+    };
+    yield { split: { units, work: B * H * Nq * Nk * (2 * D + 3 * Dv), tasks } };
+    return {
+      dq: { data: call.outputF32(dq, B * H * Nq * D), shape: [...q.shape] },
+      dk: { data: call.outputF32(dk, B * Hkv * Nk * D), shape: [...k.shape] },
+      dv: { data: call.outputF32(dv, B * Hkv * Nk * Dv), shape: [...v.shape] },
+    };
+  };
+  return { bytes, steps };
 }
 
 /**

@@ -2,7 +2,7 @@
 // results (the split is by head and by row, so they equal the one-thread results), and the pool
 // survives errors. Runs in the "node-threads" project (WASM_ATTENTION_THREADS=2) and, as a plain
 // check of the default, with one thread elsewhere.
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import {
   AttentionError,
   MultiHeadAttention,
@@ -10,11 +10,15 @@ import {
   linear,
   runtimeInfo,
   scaledDotProductAttention,
+  scaledDotProductAttentionBackward,
+  scaledDotProductAttentionBackwardAsync,
 } from "../src/index";
+import { kernels } from "../src/runtime";
 import { expectClose } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng } from "./helpers/random";
 import { referenceSdpa } from "./reference";
 import { referenceLinear } from "./reference-mha";
+import { referenceSdpaBackward } from "./reference-backward";
 
 const pinned = (globalThis as { process?: { env: Record<string, string | undefined> } }).process
   ?.env.WASM_ATTENTION_THREADS;
@@ -72,6 +76,40 @@ describe("threads", () => {
       expect(a.every(Number.isFinite)).toBe(true);
     } finally {
       mha.dispose();
+    }
+  });
+
+  it("splits the attention backward by (batch, kv-head) group, sync and async", async () => {
+    const r = rng(17);
+    const [B, H, Hkv, N, D] = [2, 4, 2, 150, 24];
+    const q = randomTensor(r, [B, H, N, D]);
+    const k = randomTensor(r, [B, Hkv, N, D]);
+    const v = randomTensor(r, [B, Hkv, N, D]);
+    const dout = randomTensor(r, [B, H, N, D]);
+    const options = { causal: true, dropout: { p: 0.2, seed: 5 } };
+    const f = scaledDotProductAttention(q, k, v, { ...options, returnLse: true });
+    const args = [q, k, v, f.output, dout, { ...options, lse: f.lse! }] as const;
+    const pool = kernels("test").pool;
+    const taskCounts: number[] = [];
+    const runAll = pool?.runAll.bind(pool);
+    const spy = pool
+      ? vi.spyOn(pool, "runAll").mockImplementation((op, tasks) => {
+          taskCounts.push(tasks.filter((t) => t.fn === "sdpaBackward").length);
+          runAll!(op, tasks);
+        })
+      : undefined;
+    const sync = scaledDotProductAttentionBackward(...args);
+    spy?.mockRestore();
+    // Every thread of the pool gets groups: 4 (batch, kv-head) groups over its threads.
+    if (pool) expect(taskCounts).toEqual([pool.size]);
+    const want = referenceSdpaBackward(q, k, v, dout, options);
+    for (const g of ["dq", "dk", "dv"] as const) {
+      expectClose(sync[g], want[g], { atol: 1e-4, rtol: 1e-3 });
+    }
+    // Whole groups per thread: the async split (workers only) gives the same bits.
+    const async = await scaledDotProductAttentionBackwardAsync(...args);
+    for (const g of ["dq", "dk", "dv"] as const) {
+      expect(Array.from(async[g].data)).toEqual(Array.from(sync[g].data));
     }
   });
 
