@@ -13,14 +13,21 @@ const CASES = [
   { name: "decode H32 D128, 4096 keys", H: 32, N: 4096, D: 128, decode: true },
   // One head: no head split to share, so two threads split the keys (src/key-split.ts).
   { name: "decode H1 D128, 32768 keys", H: 1, N: 32768, D: 128, decode: true },
+  // Training: split by (batch, kv-head) group. ONNX Runtime Web has no backward pass.
+  { name: "backward B1 H12 N512 D64", H: 12, N: 512, D: 64, backward: true },
 ];
 
 async function child(kind, threads) {
   const { measure, randomArray } = await import("./timing.mjs");
   const results = [];
   if (kind === "ours") {
-    const { init, scaledDotProductAttention, allocTensor, runtimeInfo } =
-      await import("../dist/index.js");
+    const {
+      init,
+      scaledDotProductAttention,
+      scaledDotProductAttentionBackward,
+      allocTensor,
+      runtimeInfo,
+    } = await import("../dist/index.js");
     await init(undefined, { threads });
     if (runtimeInfo().threads !== threads) throw new Error("thread count not as asked");
     for (const c of CASES) {
@@ -36,7 +43,11 @@ async function child(kind, threads) {
         vw.data.set(v.data);
         [k, v] = [kw, vw];
       }
-      const call = () => scaledDotProductAttention(q, k, v);
+      let call = () => scaledDotProductAttention(q, k, v);
+      if (c.backward) {
+        const f = scaledDotProductAttention(q, k, v, { returnLse: true });
+        call = () => scaledDotProductAttentionBackward(q, k, v, f.output, q, { lse: f.lse });
+      }
       for (let i = 0; i < 30; i++) call(); // tier up every thread's code
       results.push((await measure(call, { warmup: 0, minRuns: 10 })).median);
     }
@@ -44,6 +55,10 @@ async function child(kind, threads) {
     const { createOrtSdpa, createOrtDecode, setOrtThreads } = await import("./peers/ort.mjs");
     setOrtThreads(threads);
     for (const c of CASES) {
+      if (c.backward) {
+        results.push(null);
+        continue;
+      }
       const nq = c.decode ? 1 : c.N;
       const q = randomArray(c.H * nq * c.D, 1);
       const k = randomArray(c.H * c.N * c.D, 2);
@@ -80,7 +95,9 @@ if (process.argv[2] === "--child") {
   CASES.forEach((c, i) => {
     console.log(
       `| ${c.name} | ${one[i].toFixed(2)} | ${two[i].toFixed(2)} | ${(one[i] / two[i]).toFixed(2)}× | ` +
-        `${ort2[i].toFixed(2)} | ${(ort2[i] / two[i]).toFixed(2)}× |`,
+        (ort2[i] === null
+          ? "n/a | n/a |"
+          : `${ort2[i].toFixed(2)} | ${(ort2[i] / two[i]).toFixed(2)}× |`),
     );
   });
 }
