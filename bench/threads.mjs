@@ -13,8 +13,11 @@ const CASES = [
   { name: "decode H32 D128, 4096 keys", H: 32, N: 4096, D: 128, decode: true },
   // One head: no head split to share, so two threads split the keys (src/key-split.ts).
   { name: "decode H1 D128, 32768 keys", H: 1, N: 32768, D: 128, decode: true },
-  // Training: split by (batch, kv-head) group. ONNX Runtime Web has no backward pass.
+  // Training: split by (batch, kv-head) group. ONNX Runtime Web has none of the last three.
   { name: "backward B1 H12 N512 D64", H: 12, N: 512, D: 64, backward: true },
+  // The family's own kernels: additive scores split by query rows, hard attention by head group.
+  { name: "additive N512 D64 A128", H: 1, N: 512, D: 64, additive: 128 },
+  { name: "hard top-32 B1 H12 N512 D64", H: 12, N: 512, D: 64, topK: 32 },
 ];
 
 async function child(kind, threads) {
@@ -25,6 +28,8 @@ async function child(kind, threads) {
       init,
       scaledDotProductAttention,
       scaledDotProductAttentionBackward,
+      additiveAttention,
+      hardAttention,
       allocTensor,
       runtimeInfo,
     } = await import("../dist/index.js");
@@ -47,6 +52,17 @@ async function child(kind, threads) {
       if (c.backward) {
         const f = scaledDotProductAttention(q, k, v, { returnLse: true });
         call = () => scaledDotProductAttentionBackward(q, k, v, f.output, q, { lse: f.lse });
+      } else if (c.additive) {
+        const A = c.additive;
+        const [q3, k3, v3] = [q, k, v].map((t) => ({ data: t.data, shape: [1, c.N, c.D] }));
+        const params = {
+          wq: randomArray(A * c.D, 4).map((x) => x * 0.2),
+          wk: randomArray(A * c.D, 5).map((x) => x * 0.2),
+          va: randomArray(A, 6),
+        };
+        call = () => additiveAttention(q3, k3, v3, params);
+      } else if (c.topK) {
+        call = () => hardAttention(q, k, v, { topK: c.topK });
       }
       for (let i = 0; i < 30; i++) call(); // tier up every thread's code
       results.push((await measure(call, { warmup: 0, minRuns: 10 })).median);
@@ -55,7 +71,7 @@ async function child(kind, threads) {
     const { createOrtSdpa, createOrtDecode, setOrtThreads } = await import("./peers/ort.mjs");
     setOrtThreads(threads);
     for (const c of CASES) {
-      if (c.backward) {
+      if (c.backward || c.additive || c.topK) {
         results.push(null);
         continue;
       }
