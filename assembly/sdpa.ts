@@ -105,7 +105,7 @@ const PREFETCH_MIN_BYTES: i64 = 8 << 20;
 const SCORE_GROUP_BYTES: i32 = KEY_TILE * 16;
 // 16 bytes of the worker's scratch to assemble a v128 from 4 scalars (lane indices must be
 // constants). Not static memory: with threads, every worker needs its own.
-export let laneBuffer: usize = 0;
+let laneBuffer: usize = 0;
 
 // ---- The current call, read once from the parameter block ----
 // (Exported read-only for the backward pass, sdpa-backward.ts.)
@@ -124,7 +124,7 @@ export let softcap2: f32 = 0; // softcap in log2 units, 0 = none
 export let maskKind: i32 = 0;
 let maskStrideQ: i32 = 0;
 let maskStrideK: i32 = 0;
-export let globalKeys: usize = 0;
+let globalKeys: usize = 0;
 let globalRows: usize = 0;
 export let numTiles: i32 = 0;
 export let qRowStride: i32 = 0;
@@ -143,7 +143,7 @@ let singleRow: bool = false; // the current query block has one row
 let prefetch: bool = false; // K and V are too large for the caches: touch ahead (touchRows)
 export let keyMaskHead: usize = 0; // uint8 [Nk] of the current batch, 1 = real key; 0 = none
 // Block-sparse layout of the current head: uint8 [Nq/bs, Nk/bs], 1 = block kept; 0 = none.
-export let layoutHead: usize = 0;
+let layoutHead: usize = 0;
 let layoutBlock: i32 = 0;
 let layoutCols: i32 = 0;
 let weightsHead: usize = 0;
