@@ -4,7 +4,7 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { linear } from "./linear.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 
 /**
  * Entropy −Σ p·ln p (natural log, 0·ln 0 = 0) of each distribution along the last axis: weights
@@ -51,12 +51,7 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
       `${op}: layers must be a non-empty array, got ${describe(layers)}`,
     );
   }
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const fusion = options.headFusion ?? "mean";
   if (fusion !== "mean" && fusion !== "max" && fusion !== "min") {
     throw new AttentionError(

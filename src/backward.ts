@@ -10,7 +10,7 @@ import {
   setUpAttention,
   type AttentionOptions,
 } from "./sdpa.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, type Tensor } from "./tensor.js";
 import { linear, weightTensor } from "./linear.js";
 import { Workspace } from "./workspace.js";
 import type { Kernels } from "./runtime.js";
@@ -74,12 +74,7 @@ function planBackward(
   options: BackwardOptions,
 ): Planned<AttentionGradients> {
   const dims = attentionInputDims(op, q, k, v);
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const { lse, ...forward } = options;
   const plan = planAttention(op, dims, { ...forward, returnWeights: false, returnLse: false });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;

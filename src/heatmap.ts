@@ -2,7 +2,7 @@
 // input gives the same bytes (fixed number formatting, no randomness, no dates).
 
 import { AttentionError, formatShape } from "./errors.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 
 export interface HeatmapOptions {
   /** One label per query row (default: the row index). */
@@ -56,12 +56,7 @@ export function renderHeatmapSvg(weights: Tensor, options: HeatmapOptions = {}):
       `${op}: weights has shape ${formatShape(s)} but must be [Nq, Nk]`,
     );
   }
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const [rows, cols] = s.slice(-2);
   const labels = (given: readonly string[] | undefined, n: number, name: string): string[] => {
     if (given === undefined) return Array.from({ length: n }, (_, i) => String(i));

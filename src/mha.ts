@@ -17,7 +17,7 @@ import { keep, type MhaParameters, type MhaSaved, type SavedState } from "./mha-
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 import {
   runPlanned,
   runPlannedAsync,
@@ -129,12 +129,7 @@ export class MultiHeadAttention {
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
   constructor(options: MultiHeadAttentionOptions) {
-    if (typeof options !== "object" || options === null) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${NAME}: options must be an object, got ${describe(options)}`,
-      );
-    }
+    checkOptionsObject(NAME, options);
     const E = positiveInt(options.embedDim, "embedDim");
     const H = positiveInt(options.numHeads, "numHeads");
     const Hkv =
@@ -338,12 +333,7 @@ export class MultiHeadAttention {
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
   createCache(options: { batch?: number; maxLength: number }): KVCache {
     this.#checkLive(`${NAME}.createCache`);
-    if (typeof options !== "object" || options === null) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${NAME}.createCache: options must be an object, got ${describe(options)}`,
-      );
-    }
+    checkOptionsObject(`${NAME}.createCache`, options);
     const batch =
       options.batch === undefined ? 1 : positiveInt(options.batch, "batch", `${NAME}.createCache`);
     const maxLength = positiveInt(options.maxLength, "maxLength", `${NAME}.createCache`);
@@ -417,12 +407,7 @@ export class MultiHeadAttention {
     valueGiven: Tensor | undefined,
     options: MultiHeadAttentionForwardOptions,
   ): Planned<MultiHeadAttentionResult> {
-    if (typeof options !== "object" || options === null) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: options must be an object, got ${describe(options)}`,
-      );
-    }
+    checkOptionsObject(op, options);
     const key = keyGiven ?? query;
     const value = valueGiven ?? query;
     const E = this.embedDim;

@@ -6,7 +6,7 @@ import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError } from "./errors.js";
 import type { Operand } from "./sdpa.js";
 import { attentionDims } from "./shapes.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** A validated rope configuration. */
@@ -134,12 +134,7 @@ export function applyRopeInPlace(
 }
 
 function rowPositions(options: ApplyRopeOptions, N: number): ArrayLike<number> {
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(OP, options);
   if (options.positions !== undefined) {
     const p = options.positions;
     if (!(p instanceof Int32Array) && !Array.isArray(p)) {

@@ -14,7 +14,7 @@ import {
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** Options of {@link scaledDotProductAttention}. */
@@ -290,12 +290,7 @@ export function planAttention(
   maskShape?: readonly number[],
 ): AttentionPlan {
   const OP = op;
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(OP, options);
   const { B, H, Nq, Nk, D } = dims;
   const align = options.align ?? "lower-right";
   if (align !== "lower-right" && align !== "upper-left") {

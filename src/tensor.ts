@@ -178,3 +178,13 @@ export function describe(value: unknown): string {
   if (typeof value === "object") return value.constructor?.name ?? "object";
   return `${typeof value} ${String(value)}`;
 }
+
+/** Throws BAD_OPTION unless the options argument of `op` is an object. */
+export function checkOptionsObject(op: string, options: unknown): asserts options is object {
+  if (typeof options !== "object" || options === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: options must be an object, got ${describe(options)}`,
+    );
+  }
+}

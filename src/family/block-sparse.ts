@@ -20,7 +20,7 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 export interface BlockSparseOptions {
@@ -72,12 +72,7 @@ function planBlockSparse(
   options: BlockSparseOptions,
 ): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const { layout, blockSize: bs } = options;
   if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
     throw new AttentionError(

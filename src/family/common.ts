@@ -10,7 +10,7 @@ import { type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
-import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
@@ -108,12 +108,7 @@ export function parameterVector(op: string, name: string, x: unknown, n: number)
 }
 
 export function checkFamilyOptions(op: string, options: unknown): FamilyOptions {
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   return options as FamilyOptions;
 }
 

@@ -8,7 +8,7 @@ import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
 import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
-import { describe, type Tensor } from "../tensor.js";
+import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 export interface HardAttentionOptions {
@@ -60,12 +60,7 @@ function planHard(
   options: HardAttentionOptions,
 ): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const { topK } = options;
   if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
     throw new AttentionError(

@@ -16,7 +16,7 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkTensor, describe, type Tensor } from "../tensor.js";
+import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
@@ -72,12 +72,7 @@ function planPooling(
       `${op}: params must be an object, got ${describe(params)}`,
     );
   }
-  if (typeof options !== "object" || options === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
-    );
-  }
+  checkOptionsObject(op, options);
   const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];
   const bias = parameterVector(op, "params.b", params.b, A);
