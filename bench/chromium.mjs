@@ -3,28 +3,14 @@
 // linear. Chromium validates relaxed SIMD without flags, unlike Node 20.
 //
 //   node bench/chromium.mjs     (npm run bench runs it too)
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
 import { chromium } from "playwright";
-import { inlineWasmPlugin } from "../scripts/inline-wasm.mjs";
-import { servePage } from "../scripts/page.mjs";
+import { bundleForBrowser, servePage } from "../scripts/page.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const outdir = join(root, "build", "bench-chromium");
-mkdirSync(outdir, { recursive: true });
-await esbuild.build({
-  absWorkingDir: root,
-  entryPoints: ["bench/chromium/page.ts"],
-  outfile: join(outdir, "page.js"),
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: "es2022",
-  plugins: [inlineWasmPlugin(root)],
-  logLevel: "warning",
-});
+const outdir = join(dirname(fileURLToPath(import.meta.url)), "..", "build", "bench-chromium");
+await bundleForBrowser("bench/chromium/page.ts", join(outdir, "page.js"));
 writeFileSync(
   join(outdir, "index.html"),
   '<!doctype html><script type="module" src="page.js"></script>',

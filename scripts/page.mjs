@@ -10,13 +10,13 @@ import { inlineWasmPlugin } from "./inline-wasm.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** Builds the page into `outdir` (default build/page); returns the directory. */
-export async function buildPage(outdir = join(root, "build", "page")) {
-  mkdirSync(outdir, { recursive: true });
+/** Bundles a browser entry (path from the repository root), the wasm inlined, into `outfile`. */
+export async function bundleForBrowser(entry, outfile) {
+  mkdirSync(dirname(outfile), { recursive: true });
   await esbuild.build({
     absWorkingDir: root,
-    entryPoints: ["examples/browser/page.ts"],
-    outfile: join(outdir, "page.js"),
+    entryPoints: [entry],
+    outfile,
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -24,6 +24,11 @@ export async function buildPage(outdir = join(root, "build", "page")) {
     plugins: [inlineWasmPlugin(root)],
     logLevel: "warning",
   });
+}
+
+/** Builds the page into `outdir` (default build/page); returns the directory. */
+export async function buildPage(outdir = join(root, "build", "page")) {
+  await bundleForBrowser("examples/browser/page.ts", join(outdir, "page.js"));
   copyFileSync(join(root, "examples", "browser", "index.html"), join(outdir, "index.html"));
   return outdir;
 }

@@ -101,7 +101,7 @@ function rowsSeeing(p: AttentionPlan, j: number): number {
 /** Workspace bytes a key split may take: room for one range per thread of the pool. */
 export function keySplitBytes(kernels: Kernels, p: AttentionPlan): number {
   const threads = kernels.pool?.size ?? 1;
-  if (threads < 2 || p.returnWeights || p.B * p.H >= 2 * threads) return 0;
+  if (threads < 2 || p.returnWeights || p.dropout || p.B * p.H >= 2 * threads) return 0;
   const block = Workspace.blockSize;
   const rows = p.B * p.H * p.Nq;
   return (
