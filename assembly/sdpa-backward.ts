@@ -13,10 +13,12 @@
 // read-modify-writing dK and dV in place, so grouped-query heads add into their shared kv head.
 // Working memory is O(tile): nothing of size Nq·Nk is stored.
 //
-// P and dS are kept like the forward's scores: per group of 4 rows, one v128 per key holding the 4
-// rows ([QUERY_BLOCK/4][KEY_TILE][4]). Keys a group cannot see stay 0 in both, so the key-gradient
-// kernel runs over whole tiles. Masked keys have P = 0 and dS forced to 0 (not 0·dP, which is NaN
-// when a masked-out value is NaN), and dS·K skips them, as the forward's P·V does.
+// P and dS are computed like the forward's scores: per group of 4 rows, one v128 per key holding
+// the 4 rows ([QUERY_BLOCK/4][KEY_TILE][4]), which dS·K reads. Each group then copies them, 4×4
+// transposed, into [KEY_TILE/4][QUERY_BLOCK][4 keys] buffers, where the key-gradient kernel finds
+// the 4 keys of a row side by side. Those are cleared per tile, so keys a group cannot see stay 0
+// and the kernel runs over whole tiles. Masked keys have P = 0 and dS forced to 0 (not 0·dP, which
+// is NaN when a masked-out value is NaN), and dS·K skips them, as the forward's P·V does.
 
 import {
   QUERY_BLOCK,
