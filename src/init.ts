@@ -28,14 +28,21 @@ export interface PackagedWasm {
 
 /** init() and initSync() of one entry. */
 export function createInit(packaged: PackagedWasm): {
-  init: (source?: WasmSource, options?: InitOptions) => Promise<void>;
-  initSync: (source?: WebAssembly.Module | BufferSource, options?: InitOptions) => void;
+  init: {
+    (options?: InitOptions): Promise<void>;
+    (source?: WasmSource, options?: InitOptions): Promise<void>;
+  };
+  initSync: {
+    (options?: InitOptions): void;
+    (source?: WebAssembly.Module | BufferSource, options?: InitOptions): void;
+  };
 } {
   let pending: Promise<void> | undefined;
 
-  function init(source?: WasmSource, options?: InitOptions): Promise<void> {
+  function init(first?: WasmSource | InitOptions, second?: InitOptions): Promise<void> {
     if (pending) return pending;
     pending = (async () => {
+      const [source, options] = splitArguments<WasmSource>(first, second);
       const build = chooseBuild(options);
       const threads = resolveThreads(options, build);
       if (source !== undefined) {
@@ -56,8 +63,12 @@ export function createInit(packaged: PackagedWasm): {
    * without them, the build the entry has at hand (SIMD128, one thread, in the default entry).
    * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init().
    */
-  function initSync(source?: WebAssembly.Module | BufferSource, options?: InitOptions): void {
+  function initSync(
+    first?: WebAssembly.Module | BufferSource | InitOptions,
+    second?: InitOptions,
+  ): void {
     if (isInitialized()) return;
+    const [source, options] = splitArguments<WebAssembly.Module | BufferSource>(first, second);
     const threads = resolveThreads(options, chooseBuild(options));
     const wasm: unknown = source ?? packaged.loadSync();
     if (wasm instanceof WebAssembly.Module) activate(wasm, threads);
@@ -68,6 +79,30 @@ export function createInit(packaged: PackagedWasm): {
   }
 
   return { init, initSync };
+}
+
+/**
+ * init(options) and init(source, options) are both accepted: a plain object (not a Module, bytes,
+ * URL, string, Response or promise) in first place is the options.
+ */
+function splitArguments<Source>(
+  first: Source | InitOptions | undefined,
+  second: InitOptions | undefined,
+): [Source | undefined, InitOptions | undefined] {
+  if (!isOptionsObject(first)) return [first as Source | undefined, second];
+  if (second !== undefined) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      "init: options were passed twice (as the first and the second argument); pass init(options) or init(source, options)",
+    );
+  }
+  return [undefined, first];
+}
+
+function isOptionsObject(x: unknown): x is InitOptions {
+  if (typeof x !== "object" || x === null) return false;
+  const proto: unknown = Object.getPrototypeOf(x);
+  return (proto === Object.prototype || proto === null) && !("then" in x) && !isResponse(x);
 }
 
 async function toModule(source: WasmSource): Promise<WebAssembly.Module> {
