@@ -4,6 +4,7 @@
 //   node bench/builds.mjs          (npm run bench runs it too)
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { relaxedSimdFlags } from "../scripts/node-flags.mjs";
 
 if (process.argv[2] === "--child") {
   const build = process.argv[3];
@@ -41,7 +42,7 @@ if (process.argv[2] === "--child") {
     return result;
   };
   const simd = run([], "simd128");
-  const relaxed = run(["--experimental-wasm-relaxed-simd"], "relaxed");
+  const relaxed = run(relaxedSimdFlags(), "relaxed");
   const scalar = run([], "scalar");
   console.log(`\n# The three builds, one thread, Node ${process.versions.node}\n`);
   console.log(

@@ -9,11 +9,12 @@
 //   shape with 12 accumulators (see the README for what V8 makes of it).
 //
 // Every loop is compiled by V8's optimizing tier only (--no-liftoff), in a child process; Node 20
-// needs --experimental-wasm-relaxed-simd for the fused loops.
+// needs --experimental-wasm-relaxed-simd for the fused loops (passed only where Node needs it).
 //
 //   node bench/peak.mjs     (npm run bench runs it too)
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { relaxedSimdFlags } from "../scripts/node-flags.mjs";
 import wabtInit from "wabt";
 
 const FLOPS_PER_LOOP = 4e9;
@@ -112,12 +113,7 @@ if (process.argv[2] === "--child") {
   const results = JSON.parse(
     execFileSync(
       process.execPath,
-      [
-        "--experimental-wasm-relaxed-simd",
-        "--no-liftoff",
-        fileURLToPath(import.meta.url),
-        "--child",
-      ],
+      [...relaxedSimdFlags(), "--no-liftoff", fileURLToPath(import.meta.url), "--child"],
       { encoding: "utf8" },
     ),
   );
