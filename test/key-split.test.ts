@@ -3,8 +3,9 @@
 // option that indexes keys (causal, windows, ALiBi, masks, key masks, global tokens, GQA) — and
 // actually be split: every call checks which key ranges reached the pool. In the "node" project this
 // suite starts three threads (so the asynchronous twin, which computes on the two workers only,
-// splits too); "node-threads" pins two, where only synchronous calls split; elsewhere one thread
-// checks the unsplit path against the same reference.
+// splits too); "node-threads" pins two, where only synchronous calls split; a browser page's
+// synchronous calls never split (its main thread may not block); elsewhere one thread checks the
+// unsplit path against the same reference.
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { SDPA_NK } from "../assembly/shared";
 import {
@@ -19,7 +20,7 @@ import {
 import { keyRanges } from "../src/key-split";
 import { kernels } from "../src/runtime";
 import { planAttention } from "../src/sdpa";
-import type { Task } from "../src/threads";
+import { canBlock, type Task } from "../src/threads";
 import { expectClose } from "./helpers/conformance";
 import {
   randomAdditiveMask,
@@ -175,10 +176,12 @@ describe("key splits match the reference and are taken", () => {
     const dims = { B, H, Hkv, Nq, Nk, D };
     // Every case is large enough for a synchronous call to use the pool.
     expect(B * H * Nq * Nk * 2 * D).toBeGreaterThanOrEqual(1 << 20);
-    const syncSplit = plannedSplit(dims, options, threads);
+    // A browser page's main thread may not block: its synchronous calls compute alone, unsplit.
+    const syncThreads = canBlock() ? threads : 1;
+    const syncSplit = plannedSplit(dims, options, syncThreads);
     const asyncSplit = plannedSplit(dims, options, threads - 1);
     // One head always splits on a pool; three split on two threads (on three, by head).
-    if (threads > 1 && B * H === 1) expect(syncSplit).toBeDefined();
+    if (syncThreads > 1 && B * H === 1) expect(syncSplit).toBeDefined();
     if (threads > 1 && B * H === 3) expect(syncSplit ?? asyncSplit).toBeDefined();
 
     const sync = scaledDotProductAttention(q, k, v, { ...options, returnLse: true });
@@ -253,7 +256,7 @@ describe("key splits through MultiHeadAttention and a KV cache", () => {
           : Promise.resolve(
               mha.forward(input, undefined, undefined, { cache, causal, keyMask: mask }),
             );
-      const threads = runtimeInfo().threads - (async ? 1 : 0);
+      const threads = async ? runtimeInfo().threads - 1 : canBlock() ? runtimeInfo().threads : 1;
       const dims = { B: 1, H: 1, Hkv: 1, D: E };
 
       const prefill = await forward(rows(x, 0, N - 1), prefixMask, true);
