@@ -37,6 +37,7 @@ const NODE_ONLY = [
   "test/bundlers.test.ts",
   "test/scalar-fallback.test.ts",
   "test/not-initialized.test.ts",
+  "test/docs-snippets.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/threads.browser.test.ts",
