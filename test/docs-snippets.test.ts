@@ -4,7 +4,9 @@
 // dist/; `npm test` builds it first), TypeScript is stripped with esbuild, and it runs in its own
 // Node process, which must exit with code 0 and print nothing on stderr. ```sh blocks are commands:
 // the `npm run`/`npm start`/`npm test` scripts and the files `node` runs must exist. ```text blocks
-// are output. A block without a language, or with one of none of these, fails.
+// are output. A block without a language, or with one of none of these, fails. The programs are
+// also type-checked against the package's published declarations (`checkJs`, without strict null
+// checks), so a misspelled option or a wrong argument fails even where the op would ignore it.
 //
 // A block may carry one attribute after its language:
 // - `cloudflare-worker`: a Worker module (`export default { fetch }`); it is imported and sent one
@@ -17,6 +19,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as esbuild from "esbuild";
+import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = resolve(import.meta.dirname, "..");
@@ -173,6 +176,30 @@ describe("code blocks in the README and the docs", () => {
     },
     RUN_MS + 10_000,
   );
+
+  it("type-check against the package's declarations", async () => {
+    const files = await Promise.all(programs.map(writeProgram));
+    const program = ts.createProgram(files, {
+      allowJs: true,
+      checkJs: true,
+      noEmit: true,
+      // As a JavaScript user runs them: no null checks, but every name, argument and option key.
+      strict: false,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ["lib.es2022.d.ts", "lib.dom.d.ts"],
+      types: ["node"],
+      skipLibCheck: true,
+    });
+    const errors = ts.getPreEmitDiagnostics(program).map((d) => {
+      const where = d.file
+        ? `${d.file.fileName.slice(outDir.length + 1)}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}`
+        : "";
+      return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`;
+    });
+    expect(errors).toEqual([]);
+  });
 
   it("name only npm scripts and files that exist", () => {
     const problems: string[] = [];
