@@ -26,6 +26,7 @@ const NODE_PROCESS_SUITES = [
   "test/bundlers.test.ts",
   "test/scalar-fallback.test.ts",
   "test/not-initialized.test.ts",
+  "test/docs-snippets.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/page.test.ts",

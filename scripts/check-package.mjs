@@ -3,11 +3,14 @@
 // 64 KiB; the minified JavaScript without the inlined wasm at most 30 KiB for the core an app using
 // scaledDotProductAttention bundles, and 72 KiB for the whole API (multi-head attention and its
 // backward pass, the family, the analysis helpers and the worker pool; most of it is argument checks
-// whose messages name shapes). Run after `npm run build`; part of `npm test`.
+// whose messages name shapes). It also checks the registry metadata: no script runs when a consumer
+// installs the package (npm warns about install scripts), LICENSE is packed, and every relative
+// link and image of every packed markdown file (the README, docs/) resolves to a packed file.
+// Run after `npm run build`; part of `npm test`.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -19,6 +22,23 @@ const WASM_BUDGET = 64 * KiB;
 const CORE_BUDGET = 30 * KiB;
 const JS_BUDGET = 72 * KiB; // the whole API with training (MultiHeadAttention.backward): 67.3 KiB
 
+const problems = [];
+const INSTALL_SCRIPTS = ["preinstall", "install", "postinstall", "prepare"];
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+for (const script of INSTALL_SCRIPTS) {
+  if (manifest.scripts?.[script] !== undefined) {
+    problems.push(`package.json has a "${script}" script, which runs when a consumer installs it`);
+  }
+}
+
+/** Relative link and image targets of a markdown text, outside code. */
+function relativeTargets(markdown) {
+  const prose = markdown.replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "");
+  return [...prose.matchAll(/!?\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)]
+    .map((m) => m[1])
+    .filter((target) => !/^([a-z][a-z0-9+.-]*:|#|\/\/)/i.test(target));
+}
+
 const dir = mkdtempSync(join(tmpdir(), "wasm-attention-pack-"));
 try {
   const packed = JSON.parse(
@@ -29,13 +49,21 @@ try {
     }),
   );
   const tarball = join(dir, packed[0].filename);
+  const files = new Set(packed[0].files.map((f) => f.path));
+  if (!files.has("LICENSE")) problems.push("LICENSE is not in the packed files");
+  for (const file of [...files].filter((f) => f.endsWith(".md"))) {
+    for (const target of relativeTargets(readFileSync(join(root, file), "utf8"))) {
+      const path = posix.normalize(posix.join(posix.dirname(file), target.replace(/[#?].*$/, "")));
+      if (!files.has(path))
+        problems.push(`${file} links to ${target}, which is not in the package`);
+    }
+  }
   run(bin("publint"), ["run", tarball, "--strict"]);
   run(bin("attw"), [tarball, "--profile", "esm-only"]);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const problems = [];
 for (const file of readdirSync(join(root, "dist")).filter((f) => f.endsWith(".wasm"))) {
   const size = statSync(join(root, "dist", file)).size;
   console.log(
@@ -70,6 +98,6 @@ for (const [what, contents, budget] of [
     problems.push(`the minified JavaScript of the ${what} is ${size} bytes, over ${budget}`);
 }
 if (problems.length) {
-  console.error(`size budget exceeded:\n  ${problems.join("\n  ")}`);
+  console.error(`package check failed:\n  ${problems.join("\n  ")}`);
   process.exit(1);
 }
