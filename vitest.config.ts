@@ -27,6 +27,7 @@ const NODE_PROCESS_SUITES = [
   "test/scalar-fallback.test.ts",
   "test/not-initialized.test.ts",
   "test/docs-snippets.test.ts",
+  "test/docs-api.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/page.test.ts",
