@@ -346,6 +346,13 @@ if (ran.length > 0) {
       "(four projections, two attention products); decode: K and V resident in WASM memory, " +
       "GB/s = 2·H·Nk·D·4 bytes read / time.",
   );
+  // A coarse clock (browsers round performance.now()) is worth knowing when reading the times.
+  const coarse = ran.filter((name) => results[name].timerMs > 0.01);
+  if (coarse.length > 0) {
+    notes.push(
+      `performance.now() steps: ${coarse.map((name) => `${ENGINES[name].label} ${results[name].timerMs.toFixed(3)} ms`).join(", ")}.`,
+    );
+  }
   // The engines compute the same outputs: a checksum far from the others means a wrong result.
   for (const c of CASES) {
     const sums = ran.map((name) => results[name].cases.find((x) => x.id === c.id)?.checksum);

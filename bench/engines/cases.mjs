@@ -9,7 +9,8 @@
 //              512, as bench/mha.mjs; GFLOP/s = (4·2·N·E² + 4·H·N²·D) / time (the four projections
 //              and the two attention products; D = E / H)
 //   decode     one query token, H32 D128, 4096 keys and values resident in WASM memory
-//              (allocTensor), causal, into a preallocated output, as bench/mha.mjs "Decode step";
+//              (allocTensor), causal, into a preallocated output, as bench/mha.mjs "Decode step"
+//              (each sample times 8 steps in a row: browsers' clocks are coarse);
 //              K+V read GB/s = 2·H·Nk·D·4 bytes / time
 import {
   init,
@@ -26,7 +27,7 @@ const REPS = {
     sdpa: [5, 21],
     mha128: [5, 21],
     mha512: [3, 11],
-    decode: [10, 51],
+    decode: [10, 15],
   },
   quick: { sdpa: [1, 3], mha128: [1, 3], mha512: [1, 3], decode: [1, 3] },
 };
@@ -42,16 +43,29 @@ export function engineVersion() {
   return g.navigator?.userAgent ?? "unknown engine";
 }
 
-function median(fn, [warmup, reps]) {
+/** The median time of one call of `fn`; each of the `reps` samples times `batch` calls in a row. */
+function median(fn, [warmup, reps], batch = 1) {
   for (let i = 0; i < warmup; i++) fn();
   const times = [];
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
+    for (let j = 0; j < batch; j++) fn();
+    times.push((performance.now() - t0) / batch);
   }
   times.sort((a, b) => a - b);
   return times[times.length >> 1];
+}
+
+/** The smallest step of performance.now() here (browsers coarsen it; 5 µs to 1 ms). */
+function timerResolution() {
+  let best = Infinity;
+  for (let steps = 0; steps < 20; steps++) {
+    const t0 = performance.now();
+    let t1 = t0;
+    while (t1 === t0) t1 = performance.now();
+    best = Math.min(best, t1 - t0);
+  }
+  return best;
 }
 
 function sum(data) {
@@ -124,7 +138,11 @@ export async function runCases({ quick = false } = {}) {
     k.data.set(randomArray(H * Nk * D, 22));
     v.data.set(randomArray(H * Nk * D, 23));
     const out = new Float32Array(H * D);
-    const ms = median(() => scaledDotProductAttention(q, k, v, { causal: true, out }), reps.decode);
+    // A decode step takes a few milliseconds: each sample times a batch of them, so that a
+    // browser's coarse clock does not round them.
+    const batch = 8;
+    const call = () => scaledDotProductAttention(q, k, v, { causal: true, out });
+    const ms = median(call, reps.decode, batch);
     k.free();
     v.free();
     const bytes = 2 * H * Nk * D * 4;
@@ -132,10 +150,10 @@ export async function runCases({ quick = false } = {}) {
       id: "decode",
       ms,
       gbs: bytes / ms / 1e6,
-      runs: reps.decode[1],
+      runs: reps.decode[1] * batch,
       checksum: sum(out),
     });
   }
 
-  return { engine: engineVersion(), build, threads, quick, cases };
+  return { engine: engineVersion(), build, threads, quick, timerMs: timerResolution(), cases };
 }
