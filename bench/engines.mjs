@@ -14,7 +14,7 @@ import { createServer } from "node:http";
 import os from "node:os";
 import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { browserAvailable, launchBrowser } from "../scripts/browsers.mjs";
+import { FIREFOX, MINIBROWSER, browserAvailable, launchBrowser } from "../scripts/browsers.mjs";
 import { NODE_VERSIONS, nodeBinary } from "../scripts/nodes.mjs";
 import { bundleForBrowser } from "../scripts/page.mjs";
 
@@ -271,7 +271,10 @@ function missing(name) {
     return existsSync(bin) ? undefined : `no ${bin} (a devDependency)`;
   }
   if (name === "chromium") return existsSync(CHROMIUM) ? undefined : `no ${CHROMIUM}`;
-  return browserAvailable(name) ? undefined : `not installed (see scripts/browsers.mjs)`;
+  if (browserAvailable(name)) return undefined;
+  return name === "firefox"
+    ? `no ${FIREFOX} (Debian firefox-esr)`
+    : `no ${MINIBROWSER} with xvfb-run and WebKitWebDriver (Debian webkit2gtk-driver, xvfb)`;
 }
 
 function run(name) {
