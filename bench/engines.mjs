@@ -15,13 +15,13 @@ import os from "node:os";
 import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FIREFOX, MINIBROWSER, browserAvailable, launchBrowser } from "../scripts/browsers.mjs";
+import { relaxedSimdFlags } from "../scripts/node-flags.mjs";
 import { NODE_VERSIONS, nodeBinary } from "../scripts/nodes.mjs";
 import { bundleForBrowser } from "../scripts/page.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const RUNNER = join(root, "bench", "engines", "run.mjs");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const RELAXED_SIMD_FLAG = "--experimental-wasm-relaxed-simd";
 const MARKER = "@@engines ";
 
 const ENGINES = {
@@ -94,19 +94,9 @@ function runCli(command, args, env = process.env) {
   });
 }
 
-/** The flag that turns relaxed SIMD on in this Node binary (Node 20), or none (Node ≥ 21). */
-function relaxedSimdFlagsOf(node) {
-  try {
-    execFileSync(node, [RELAXED_SIMD_FLAG, "-e", ""], { stdio: "ignore" });
-    return [RELAXED_SIMD_FLAG];
-  } catch {
-    return [];
-  }
-}
-
 async function runNode(major) {
   const node = nodeBinary(major);
-  return runCli(node, [...relaxedSimdFlagsOf(node), RUNNER, ...(quick ? ["--quick"] : [])]);
+  return runCli(node, [...relaxedSimdFlags(node), RUNNER, ...(quick ? ["--quick"] : [])]);
 }
 
 async function runDeno() {

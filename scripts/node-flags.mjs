@@ -5,17 +5,20 @@ import { execFileSync } from "node:child_process";
 
 const RELAXED_SIMD_FLAG = "--experimental-wasm-relaxed-simd";
 
-let cached;
+const cached = new Map();
 
-/** The flags that turn relaxed SIMD on in a child of this Node: `[]` where it is on by default. */
-export function relaxedSimdFlags() {
-  if (cached === undefined) {
+/**
+ * The flags that turn relaxed SIMD on in a process of the `node` binary (this one by default):
+ * `[]` where it is on by default.
+ */
+export function relaxedSimdFlags(node = process.execPath) {
+  if (!cached.has(node)) {
     try {
-      execFileSync(process.execPath, [RELAXED_SIMD_FLAG, "-e", ""], { stdio: "ignore" });
-      cached = [RELAXED_SIMD_FLAG];
+      execFileSync(node, [RELAXED_SIMD_FLAG, "-e", ""], { stdio: "ignore" });
+      cached.set(node, [RELAXED_SIMD_FLAG]);
     } catch {
-      cached = [];
+      cached.set(node, []);
     }
   }
-  return cached;
+  return cached.get(node);
 }
