@@ -73,7 +73,10 @@ export async function launchBrowser(name, url, onExit = () => {}) {
     child = spawn(XVFB_RUN, ["-a", WEBKIT_WEBDRIVER, `--port=${port}`], {
       detached: true,
       stdio: ["ignore", "ignore", process.env.BROWSER_STDERR ? "inherit" : "ignore"],
-      env: { ...process.env, WEBKIT_DISABLE_COMPOSITING_MODE: "1" },
+      // No GPU: no accelerated compositing. WebKitGTK builds leave SharedArrayBuffer off even in
+      // a cross-origin isolated page, where Safari has it: JavaScriptCore's own option turns it
+      // on, so the worker pool is tested in JavaScriptCore as Safari users get it.
+      env: { ...process.env, WEBKIT_DISABLE_COMPOSITING_MODE: "1", JSC_useSharedArrayBuffer: "1" },
     });
     await openInWebDriver(port, url);
   } else {
