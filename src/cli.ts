@@ -24,7 +24,7 @@ Options (--name value or --name=value):
   --version           print the version
   --help              show this help
 
-It trains a two-layer causal model on a copy task (about 2 s) and prints how its heads attend
+It trains a two-layer causal model on a copy task (a few seconds) and prints how its heads attend
 before and after training; runs every mechanism and a stack of untrained multi-head layers on the
 text and prints, per mechanism, the time, the entropy of head 1 relative to uniform attention and
 the key a few queries attend most. It writes one SVG heatmap per map (at most ${MAX_DRAWN_TOKENS} tokens a

@@ -144,5 +144,6 @@ export async function runDemo(
     describeInduction(induction).forEach((line) => io.log(line));
   }
   io.log(`\nwrote ${maps} heatmaps and index.html to ${options.out}`);
+  io.log(`open ${options.out}/index.html in a browser to see them`);
   return { mechanisms, induction };
 }

@@ -83,7 +83,7 @@ export function renderDemoHeatmap(map: DemoHeatmap): string {
   const labels = tokens.slice(0, drawn).map(label);
   const labelWidth = Math.max(...labels.map((l) => Array.from(l).length), 1) * FONT * 0.62;
   const left = 8 + labelWidth;
-  const top = 28 + labelWidth;
+  const top = 48 + labelWidth;
   const legendX = left + drawn * CELL + 16;
   const width = legendX + 190;
   const height = Math.max(top + drawn * CELL + 10, top + 150) + (drawn < N ? 16 : 0);
@@ -128,7 +128,7 @@ function legend(x: number, top: number): string[] {
   const steps = 25;
   const h = 4;
   const n = (v: number): string => v.toFixed(1);
-  const parts = [`<text x="${n(x)}" y="${n(top - 16)}">weight × visible keys</text>`];
+  const parts = [`<text x="${n(x)}" y="${n(top - 14)}">weight × visible keys</text>`];
   for (let i = 0; i < steps; i++) {
     const log2Ratio = OCTAVES - (2 * OCTAVES * i) / (steps - 1);
     parts.push(

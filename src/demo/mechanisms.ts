@@ -20,7 +20,6 @@ export interface MechanismReport {
   /** The heatmap's file name, without .svg. */
   file: string;
   ms: number;
-  meanEntropy: number;
   /** Mean over the rows with more than one visible key of entropy / ln(visible keys): 1 = uniform. */
   relativeEntropy: number;
   /** For a few query tokens, the key token each attends most. */
@@ -176,7 +175,7 @@ export function runMechanisms(
   });
 }
 
-/** Mean entropy, relative entropy and focus tokens of weights [.., N, N] (first head for focus). */
+/** Relative entropy and focus tokens of the first head of weights [1, H, N, N]. */
 function summarise(
   name: string,
   file: string,
@@ -188,7 +187,6 @@ function summarise(
   const N = tokens.length;
   const first = weights.data.slice(0, N * N);
   const entropy = attentionEntropy({ data: first, shape: [N, N] }).data;
-  const meanEntropy = entropy.reduce((a, b) => a + b, 0) / entropy.length;
   const queries = [0, Math.floor(N / 2), N - 1].filter((q, i, all) => all.indexOf(q) === i);
   const focus = queries.map((q) => {
     let best = 0;
@@ -199,7 +197,6 @@ function summarise(
     name,
     file,
     ms,
-    meanEntropy,
     relativeEntropy: relativeEntropy(entropy, visibleKeys(N, visible)),
     focus,
     weights: first,
