@@ -1,4 +1,4 @@
-// The command line's contract, on the built dist/cli.js: --version; `--name=value` as well as
+// The command line's contract, on the built dist/cli.js: it shares the library's dist/index.js; --version; `--name=value` as well as
 // `--name value`; bad options and texts the demo does not take are one line on stderr and exit code
 // 2, at once; a file-system failure is one line and exit code 1, never a stack; what it writes is
 // bounded (at most 32 tokens a side per map, labels cut); and its default output directory, which
@@ -43,6 +43,15 @@ const words = (n: number, word = (i: number) => `w${i}`): string =>
   Array.from({ length: n }, (_, i) => word(i)).join(" ");
 
 describe("wasm-attention command line", () => {
+  it("imports the library next to it instead of bundling a second copy", () => {
+    // scripts/build.mjs marks every import of src/index.ts (from src/demo and src/train) external.
+    const bundle = readFileSync(cli, "utf8");
+    const imports = [...bundle.matchAll(/from "([^"]+)"/g)].map((m) => m[1]);
+    expect(new Set(imports)).toEqual(new Set(["./index.js", "node:fs", "node:path"]));
+    expect(bundle).not.toContain("AGFzbQ"); // base64 of the wasm magic "\0asm"
+    expect(bundle.length).toBeLessThan(64 * 1024); // measured: 35.7 KB
+  });
+
   it("prints the package's version with --version", () => {
     const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
     const r = cliRun(["--version"]);
