@@ -1,8 +1,9 @@
-// The command line's contract, on the built dist/cli.js: it shares the library's dist/index.js; --version; `--name=value` as well as
-// `--name value`; bad options and texts the demo does not take are one line on stderr and exit code
-// 2, at once; a file-system failure is one line and exit code 1, never a stack; what it writes is
-// bounded (at most 32 tokens a side per map, labels cut); and its default output directory, which
-// `npm start` writes into the clone, is ignored by git and prettier, so `npm test` passes after it.
+// The command line's contract, on the built dist/cli.js: it shares the library's dist/index.js;
+// --version; `--name=value` as well as `--name value`; bad options and texts the demo does not take
+// are one line on stderr and exit code 2, at once; a file-system failure is one line and exit code
+// 1, never a stack; what it writes is bounded (at most 32 tokens a side per map, labels cut); and
+// its default output directory, which `npm start` writes into the clone, is ignored by git and
+// prettier, so `npm test` passes after it.
 import { execFileSync, spawnSync } from "node:child_process";
 import {
   mkdirSync,
