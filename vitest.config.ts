@@ -28,6 +28,7 @@ const NODE_PROCESS_SUITES = [
   "test/not-initialized.test.ts",
   "test/docs-snippets.test.ts",
   "test/docs-api.test.ts",
+  "test/cli.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/page.test.ts",

@@ -53,7 +53,10 @@ for (const file of [
 ]) {
   copyFileSync(join(root, "build", file), join(root, "dist", file));
 }
-// The command-line demo: Node only; it imports the default entry next to it.
+// The command-line demo (with src/train, whose model it trains): Node only. Every import of the
+// library's entry, from src/ or src/train/, becomes an import of dist/index.js next to it, so the
+// demo shares the package's wasm instead of bundling a second copy.
+const libraryEntry = join(root, "src", "index");
 await esbuild.build({
   absWorkingDir: root,
   entryPoints: ["src/cli.ts"],
@@ -67,7 +70,11 @@ await esbuild.build({
     {
       name: "library-external",
       setup: (b) =>
-        b.onResolve({ filter: /^\.\/index\.js$/ }, () => ({ path: "./index.js", external: true })),
+        b.onResolve({ filter: /^\.\.?\/(.*\/)?index(\.js|\.ts)?$/ }, (args) =>
+          join(args.resolveDir, args.path).replace(/\.(js|ts)$/, "") === libraryEntry
+            ? { path: "./index.js", external: true }
+            : undefined,
+        ),
     },
   ],
   logLevel: "warning",

@@ -1,63 +1,34 @@
-// The wasm-attention command: `wasm-attention demo [--text ...] [--heads n] [--layers n] [--out dir]`.
-// A bad option prints one line and exits with code 2.
+// The wasm-attention command: `wasm-attention demo [options]` (src/demo.ts writes what it shows
+// into a directory). A bad option prints one line and exits with code 2; any other failure (a file
+// that cannot be written, most often) prints one line and exits with code 1.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { DEFAULT_TEXT, runDemo, type DemoOptions } from "./demo.js";
+import { version } from "../package.json";
+import { DEFAULT_OUT, DEFAULT_STEPS, MAX_TOKENS, runDemo, type DemoOptions } from "./demo.js";
+import { parseArgs, UsageError, type Command } from "./demo/args.js";
+import { MAX_DRAWN_TOKENS } from "./demo/heatmap.js";
 
-const HELP = `wasm-attention demo: every attention mechanism of wasm-attention on one sentence.
+const HELP = `wasm-attention demo: attention that has learnt something, and every mechanism of
+wasm-attention on your text.
 
 Usage: wasm-attention demo [options]      (npm start runs it with the defaults)
 
-Options:
-  --text <sentence>   the text to attend over (default: a sample sentence)
+Options (--name value or --name=value):
+  --text <sentence>   the text to attend over, 2-${MAX_TOKENS} tokens (words, punctuation, emoji;
+                      default: a sample sentence)
   --heads <n>         attention heads per layer, 1-16 (default 4; head dim 16)
-  --layers <n>        self-attention layers before the mechanisms run, 1-12 (default 2)
-  --out <dir>         where to write the heatmaps and index.html (default ./attention-report)
+  --layers <n>        untrained self-attention layers, 1-12 (default 2)
+  --steps <n>         training steps of the induction model, 0-5000 (default ${DEFAULT_STEPS}; 0 skips it)
+  --out <dir>         where to write the heatmaps and index.html (default ./${DEFAULT_OUT})
+  --version           print the version
   --help              show this help
 
-It prints, per mechanism, the time, the mean entropy of the attention rows and the key each of a
-few queries attends most, and writes one SVG heatmap per mechanism, per layer and head, and the
-attention rollout, plus an HTML report with all of them.`;
-
-class UsageError extends Error {}
-
-export function parseArgs(argv: string[]): DemoOptions | "help" {
-  const args = [...argv];
-  if (args[0] === "demo") args.shift();
-  const options: DemoOptions = { text: DEFAULT_TEXT, heads: 4, layers: 2, out: "attention-report" };
-  const count = (flag: string, value: string | undefined, max: number): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1 || n > max) {
-      throw new UsageError(`${flag} needs an integer from 1 to ${max}, got ${value ?? "nothing"}`);
-    }
-    return n;
-  };
-  while (args.length > 0) {
-    const flag = args.shift()!;
-    if (flag === "--help" || flag === "-h") return "help";
-    const value = args.shift();
-    switch (flag) {
-      case "--text":
-        if (!value) throw new UsageError("--text needs a sentence");
-        options.text = value;
-        break;
-      case "--heads":
-        options.heads = count(flag, value, 16);
-        break;
-      case "--layers":
-        options.layers = count(flag, value, 12);
-        break;
-      case "--out":
-        if (!value) throw new UsageError("--out needs a directory");
-        options.out = value;
-        break;
-      default:
-        throw new UsageError(`unknown option ${flag} (try --help)`);
-    }
-  }
-  return options;
-}
+It trains a two-layer causal model on a copy task (a few seconds) and prints how its heads attend
+before and after training; runs every mechanism and a stack of untrained multi-head layers on the
+text and prints, per mechanism, the time, the entropy of head 1 relative to uniform attention and
+the key a few queries attend most. It writes one SVG heatmap per map (at most ${MAX_DRAWN_TOKENS} tokens a
+side) and an index.html showing them all.`;
 
 function progressBar(done: number, total: number, what: string): void {
   if (!process.stderr.isTTY) return;
@@ -69,34 +40,39 @@ function progressBar(done: number, total: number, what: string): void {
   if (done === total) process.stderr.write("\r".padEnd(72) + "\r");
 }
 
-async function main(): Promise<void> {
-  let options: DemoOptions | "help";
-  try {
-    options = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`wasm-attention: ${err.message}`);
-    process.exit(2);
-  }
-  if (options === "help") {
-    console.log(HELP);
-    return;
-  }
-  const out = resolve(options.out);
-  mkdirSync(out, { recursive: true });
-  try {
-    await runDemo(
-      { ...options, out },
-      {
-        log: (line) => console.log(line),
-        progress: progressBar,
-        write: (file, text) => writeFileSync(join(out, file), text),
-      },
-    );
-  } catch (err) {
-    console.error(`wasm-attention: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(2);
-  }
+/** One line on stderr, then exit: code 2 for a bad option, 1 for anything else. */
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`wasm-attention: ${message.replace(/\s*\n\s*/g, " ")}`);
+  process.exit(err instanceof UsageError ? 2 : 1);
 }
 
-await main();
+async function demo(options: DemoOptions): Promise<void> {
+  const out = resolve(options.out);
+  const write = (file: string, text: string): void => {
+    try {
+      writeFileSync(join(out, file), text);
+    } catch (err) {
+      fail(new Error(`cannot write ${join(out, file)}: ${(err as Error).message}`));
+    }
+  };
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (err) {
+    fail(new Error(`cannot create the report directory ${out}: ${(err as Error).message}`));
+  }
+  await runDemo(
+    { ...options, out },
+    { log: (line) => console.log(line), progress: progressBar, write },
+  );
+}
+
+let command: Command;
+try {
+  command = parseArgs(process.argv.slice(2));
+} catch (err) {
+  fail(err);
+}
+if (command === "help") console.log(HELP);
+else if (command === "version") console.log(version);
+else await demo(command).catch(fail);

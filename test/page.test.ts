@@ -1,7 +1,8 @@
 // The browser page (examples/browser, built and served by scripts/page.mjs) in headless Chromium:
 // typing a sentence redraws a heatmap with one cell per token pair, and the entropies it shows are
-// the library's own numbers; its training view trains the example model of examples/train. A
-// screenshot is kept in test-results/page.png.
+// the library's own numbers; clearing the text clears the maps; a long text scrolls inside its maps
+// instead of widening the page; its training view trains the model of src/train and draws the loss
+// curve of its log. A screenshot is kept in test-results/page.png.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -10,7 +11,7 @@ import { chromium, type Browser } from "playwright";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: plain JavaScript script without type declarations
 import { buildPage, servePage } from "../scripts/page.mjs";
-import { runLayers, tokenize } from "../src/demo";
+import { MAX_TOKENS, runLayers, tokenize } from "../src/demo";
 import { attentionEntropy, init } from "../src/index";
 
 const root = resolve(import.meta.dirname, "..");
@@ -72,7 +73,53 @@ describe("the browser page", () => {
     }
   });
 
-  it("trains the example model in the page: the loss falls and the task is learnt", async () => {
+  it("clears the maps when the text is cleared or too long", async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(url);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.waitForSelector("#heatmap svg");
+      await page.fill("#text", "");
+      await page.waitForFunction(() => document.querySelectorAll("svg").length === 0);
+      expect(await page.textContent("#entropy")).toBe("");
+      expect(await page.textContent("#status")).toBe("type at least two words");
+      await page.fill("#text", "two words");
+      await page.waitForFunction(
+        () => document.querySelectorAll("#heatmap rect title").length === 4,
+      );
+      await page.fill("#text", "word ".repeat(MAX_TOKENS + 1));
+      await page.waitForFunction(() => document.querySelectorAll("svg").length === 0);
+      expect(await page.textContent("#status")).toContain(`${MAX_TOKENS + 1} tokens`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("scrolls a long text's maps inside their figures instead of widening the page", async () => {
+    const page = await browser.newPage({ viewport: { width: 700, height: 800 } });
+    try {
+      await page.goto(url);
+      await page.waitForSelector("body[data-ready=true]");
+      const sentence = Array.from({ length: 40 }, (_, i) => `word${i}`).join(" ");
+      await page.fill("#text", sentence);
+      await page.waitForFunction(() => document.querySelectorAll("#heatmap rect title").length > 4);
+      const layout = await page.evaluate(() => {
+        const figure = document.getElementById("heatmap")!;
+        return {
+          pageWidth: document.documentElement.scrollWidth,
+          viewport: window.innerWidth,
+          figureScroll: figure.scrollWidth,
+          figureWidth: figure.clientWidth,
+        };
+      });
+      expect(layout.pageWidth).toBeLessThanOrEqual(layout.viewport);
+      expect(layout.figureScroll).toBeGreaterThan(layout.figureWidth);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("trains the example model in the page: the loss falls, its curve is drawn, the task is learnt", async () => {
     const page = await browser.newPage();
     try {
       await page.goto(url);
@@ -87,9 +134,24 @@ describe("the browser page", () => {
         .split("\n")
         .filter((line) => line.startsWith("step"))
         .map((line) => Number(line.split(/\s+/)[3]));
-      // One entry per ceil(200 / 12) = 17 steps, and the last: 12 entries from step 17 to 200.
-      expect(losses).toHaveLength(12);
+      // One entry per ceil(200 / 40) = 5 steps: 40 entries from step 5 to 200.
+      expect(losses).toHaveLength(40);
       expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 10);
+      // The curve has a point per entry, at the entry's step, and falls with the loss (SVG y grows
+      // downwards): its points are ordered as the logged losses.
+      const points = ((await page.getAttribute("#loss-curve polyline", "points")) ?? "")
+        .trim()
+        .split(" ")
+        .map((p) => p.split(",").map(Number));
+      expect(points).toHaveLength(losses.length);
+      for (let i = 1; i < points.length; i++) {
+        expect(points[i][0]).toBeGreaterThan(points[i - 1][0]);
+        // (y is rounded to 0.1 px, so close losses may share it)
+        if (losses[i] < losses[i - 1])
+          expect(points[i][1]).toBeGreaterThanOrEqual(points[i - 1][1]);
+        if (losses[i] > losses[i - 1]) expect(points[i][1]).toBeLessThanOrEqual(points[i - 1][1]);
+      }
+      expect(points[points.length - 1][1]).toBeGreaterThan(points[0][1] + 50);
       expect(await page.isEnabled("#train")).toBe(true);
     } finally {
       await page.close();

@@ -1,15 +1,16 @@
-// examples/train: the model's hand-written gradients (embeddings, residuals, readout, cross-entropy
-// around the library's backward passes) against finite differences of its loss; a short, seeded run
-// of each task must cut the loss by a stated factor (the full runs and their accuracies are in
-// examples/train/README.md) and reproduce exactly from its seed. Needs no Node API, so it also runs
-// in Chromium.
+// src/train (the model of examples/train, the demo and the page): the model's hand-written
+// gradients (embeddings, residuals, readout, cross-entropy around the library's backward passes)
+// against finite differences of its loss; a short, seeded run of each task must cut the loss by a
+// stated factor (the full runs and their accuracies are in examples/train/README.md) and reproduce
+// exactly from its seed; the probe returns each layer's attention before and after training. Needs
+// no Node API, so it also runs in Chromium.
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { init } from "../src/index";
-import { AttentionModel } from "../examples/train/model";
-import { seeded } from "../examples/train/random";
-import { recallBatch } from "../examples/train/task";
-import { train } from "../examples/train/trainer";
+import { AttentionModel } from "../src/train/model";
+import { seeded } from "../src/train/random";
+import { recallBatch } from "../src/train/task";
+import { train } from "../src/train/trainer";
 
 beforeAll(async () => {
   await init();
@@ -17,7 +18,7 @@ beforeAll(async () => {
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-describe("examples/train", () => {
+describe("src/train", () => {
   it("the model's gradients match central differences of its loss", () => {
     const config = {
       vocab: 6,
@@ -80,5 +81,28 @@ describe("examples/train", () => {
     const c = train({ steps: 5, evalSequences: 16, seed: 2 });
     expect(b.losses).toEqual(a.losses);
     expect(c.losses).not.toEqual(a.losses);
+  });
+
+  it("returns each layer's causal attention on a probe, before and after training", () => {
+    const probe = Int32Array.from([3, 7, 1, 12, 15, 9, 4, 2, 11, 5, 0, 8]);
+    const report = train({ steps: 5, evalSequences: 16, probe });
+    const { untrained, trained } = report.probeAttention!;
+    const N = probe.length;
+    expect(untrained.map((w) => w.shape)).toEqual([
+      [1, 4, N, N],
+      [1, 4, N, N],
+    ]);
+    expect(trained.map((w) => w.shape)).toEqual(untrained.map((w) => w.shape));
+    for (const w of [...untrained, ...trained]) {
+      for (let row = 0; row < 4 * N; row++) {
+        const q = row % N;
+        const weights = w.data.subarray(row * N, (row + 1) * N);
+        expect(weights.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+        expect(weights.subarray(q + 1).every((x) => x === 0)).toBe(true);
+      }
+    }
+    // Five steps change the weights; a run without a probe reports none.
+    expect(trained[1].data).not.toEqual(untrained[1].data);
+    expect(train({ steps: 1, evalSequences: 16 }).probeAttention).toBeUndefined();
   });
 });

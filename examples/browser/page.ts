@@ -1,15 +1,12 @@
 // The browser page of examples/browser: as the user types, tokens → embeddings → a stack of
-// MultiHeadAttention layers, then the selected layer and head as a heatmap, its entropy per query,
-// and the rollout over all layers; below, the training example (train-view.ts). Built and served by
-// `npm run page` (scripts/page.mjs).
-import { runLayers, tokenize } from "../../src/demo";
-import {
-  attentionEntropy,
-  attentionRollout,
-  init,
-  renderHeatmapSvg,
-  type Tensor,
-} from "../../src/index";
+// untrained MultiHeadAttention layers, then the selected layer and head as a heatmap, its entropy
+// per query, and the rollout over all layers, coloured as the command-line demo's maps (relative to
+// uniform attention); below, the training view (train-view.ts). Built and served by `npm run page`
+// (scripts/page.mjs).
+import { renderDemoHeatmap } from "../../src/demo/heatmap";
+import { headWeights, runLayers } from "../../src/demo/layers";
+import { MAX_TOKENS, tokenize } from "../../src/demo/tokenize";
+import { attentionEntropy, attentionRollout, init, type Tensor } from "../../src/index";
 import { setUpTraining } from "./train-view";
 
 const LAYERS = 3;
@@ -30,11 +27,18 @@ function options(select: HTMLSelectElement, n: number): void {
 
 let state: { tokens: string[]; layers: Tensor[] } | undefined;
 
+/** No maps: a message instead, and nothing left over from the previous text. */
+function clear(message: string): void {
+  state = undefined;
+  for (const id of ["heatmap", "rollout", "entropy"]) $(id).replaceChildren();
+  $("status").textContent = message;
+}
+
 function compute(): void {
   const tokens = tokenize(text.value);
-  if (tokens.length < 2) {
-    $("status").textContent = "type at least two words";
-    return;
+  if (tokens.length < 2) return clear("type at least two words");
+  if (tokens.length > MAX_TOKENS) {
+    return clear(`${tokens.length} tokens: the page draws at most ${MAX_TOKENS}`);
   }
   const t0 = performance.now();
   state = { tokens, layers: runLayers(tokens, E, HEADS, LAYERS).layers };
@@ -49,21 +53,18 @@ function draw(): void {
   const N = tokens.length;
   const layer = Number(layerSelect.value);
   const head = Number(headSelect.value);
-  const weights = {
-    data: layers[layer].data.slice(head * N * N, (head + 1) * N * N),
-    shape: [N, N],
-  };
-  const labels = { rowLabels: tokens, colLabels: tokens };
-  $("heatmap").innerHTML = renderHeatmapSvg(weights, {
-    ...labels,
+  const weights = headWeights(layers[layer], head, N);
+  $("heatmap").innerHTML = renderDemoHeatmap({
+    weights,
+    tokens,
     title: `layer ${layer + 1}, head ${head + 1}`,
   });
-  const rollout = attentionRollout(layers);
-  $("rollout").innerHTML = renderHeatmapSvg(
-    { data: rollout.data, shape: [N, N] },
-    { ...labels, title: `rollout over ${LAYERS} layers` },
-  );
-  const entropy = attentionEntropy(weights).data;
+  $("rollout").innerHTML = renderDemoHeatmap({
+    weights: attentionRollout(layers).data,
+    tokens,
+    title: `rollout over ${LAYERS} layers`,
+  });
+  const entropy = attentionEntropy({ data: weights, shape: [N, N] }).data;
   $("entropy").textContent = tokens
     .map((token, i) => `${token.padEnd(12)} ${entropy[i].toFixed(4)}`)
     .join("\n");

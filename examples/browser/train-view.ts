@@ -1,8 +1,12 @@
-// The page's training view: runs examples/train (the model, Adam and a task) in the page, drawing
-// the loss between log entries so the page stays responsive; the held-out accuracy lands in
-// #train-log's data-accuracy when done.
-import type { TaskName } from "../train/task";
-import { training } from "../train/trainer";
+// The page's training view: runs src/train (the model of examples/train, Adam and a task) in the
+// page, logging the loss and drawing its curve (#loss-curve) between log entries, so the page stays
+// responsive; the held-out accuracy lands in #train-log's data-accuracy when done.
+import type { TaskName } from "../../src/train/task";
+import { training } from "../../src/train/trainer";
+import { renderLossCurve, type LossPoint } from "./loss-curve";
+
+/** Log entries (and points of the curve) per run. */
+const ENTRIES = 40;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -13,6 +17,7 @@ export function setUpTraining(): void {
 
 async function run(button: HTMLButtonElement): Promise<void> {
   const log = $<HTMLPreElement>("train-log");
+  const curve = $<HTMLElement>("loss-curve");
   const task = $<HTMLSelectElement>("train-task").value as TaskName;
   const steps = Number($<HTMLInputElement>("train-steps").value);
   delete log.dataset.accuracy;
@@ -22,8 +27,10 @@ async function run(button: HTMLButtonElement): Promise<void> {
   }
   button.disabled = true;
   log.textContent = "";
+  const points: LossPoint[] = [];
+  curve.innerHTML = renderLossCurve(points, steps);
   try {
-    const run = training({ task, steps, logEvery: Math.max(1, Math.ceil(steps / 12)) });
+    const run = training({ task, steps, logEvery: Math.max(1, Math.ceil(steps / ENTRIES)) });
     for (;;) {
       const next = run.next();
       if (next.done) {
@@ -38,6 +45,9 @@ async function run(button: HTMLButtonElement): Promise<void> {
       }
       const { step, loss, milliseconds } = next.value;
       log.textContent += `step ${String(step).padStart(5)}  loss ${loss.toFixed(4)}  ${(milliseconds / 1000).toFixed(1)} s\n`;
+      log.scrollTop = log.scrollHeight;
+      points.push({ step, loss });
+      curve.innerHTML = renderLossCurve(points, steps);
       await new Promise((resolve) => setTimeout(resolve, 0)); // let the page draw
     }
   } catch (err) {

@@ -1,11 +1,13 @@
-// The training run shared by the command line (main.ts, `npm run train`), the browser page
-// (examples/browser) and test/train.test.ts: a task (task.ts), the model (model.ts) and Adam
-// (adam.ts), all seeded. Needs init() first.
+// The training run shared by the command line (examples/train, `npm run train`), the demo
+// (src/demo.ts, which shows the heads it learns), the browser page (examples/browser) and
+// test/train.test.ts: a task (task.ts), the model (model.ts) and Adam (adam.ts), all seeded.
+// Needs init() first.
 
 import { Adam } from "./adam.js";
 import { AttentionModel, type ModelConfig } from "./model.js";
 import { seeded } from "./random.js";
 import { TASKS, type TaskName } from "./task.js";
+import type { Tensor } from "../index.js";
 
 export interface TrainOptions extends Partial<ModelConfig> {
   /** Default "recall" (two causal layers); "reverse" defaults to one bidirectional layer. */
@@ -22,6 +24,17 @@ export interface TrainOptions extends Partial<ModelConfig> {
   onLog?: (entry: LogEntry) => void;
   /** Default 100. */
   logEvery?: number;
+  /**
+   * A sequence of `length` tokens: the report then holds the attention weights of every layer on
+   * it, before the first step and after the last.
+   */
+  probe?: Int32Array;
+}
+
+/** Per layer, the weights [1, H, length, length] of each head on the probe sequence. */
+export interface ProbeAttention {
+  untrained: Tensor[];
+  trained: Tensor[];
 }
 
 export interface LogEntry {
@@ -43,6 +56,8 @@ export interface TrainReport {
   sequenceAccuracy: number;
   /** Wall time of the training steps and the evaluation. */
   milliseconds: number;
+  /** With the `probe` option. */
+  probeAttention?: ProbeAttention;
 }
 
 // Sequences of 12 tokens over a vocabulary of 16 (in recall, 15 tokens and the marker), E = 32 in
@@ -99,6 +114,7 @@ export function* training(options: TrainOptions = {}): Generator<LogEntry, Train
   );
   const model = new AttentionModel(config);
   try {
+    const untrained = options.probe && model.attentionWeights(options.probe);
     const adam = new Adam(model.parameters(), { learningRate });
     const losses: number[] = [];
     const t0 = performance.now();
@@ -120,6 +136,10 @@ export function* training(options: TrainOptions = {}): Generator<LogEntry, Train
       }
     }
     const result = model.evaluate(heldOut);
+    const probeAttention =
+      options.probe && untrained
+        ? { untrained, trained: model.attentionWeights(options.probe) }
+        : undefined;
     return {
       task,
       config,
@@ -129,6 +149,7 @@ export function* training(options: TrainOptions = {}): Generator<LogEntry, Train
       accuracy: result.accuracy,
       sequenceAccuracy: result.sequenceAccuracy,
       milliseconds: performance.now() - t0,
+      ...(probeAttention ? { probeAttention } : {}),
     };
   } finally {
     model.dispose();

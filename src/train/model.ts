@@ -10,7 +10,8 @@ import {
   linearBackward,
   type MhaParameters,
   type MhaSaved,
-} from "../../src/index";
+  type Tensor,
+} from "../index.js";
 import type { Batch } from "./task.js";
 import { seeded, uniformArray } from "./random.js";
 
@@ -147,15 +148,28 @@ export class AttentionModel {
     };
   }
 
+  /** Each layer's attention weights [1, H, length, length] on one sequence of `length` tokens. */
+  attentionWeights(tokens: Int32Array): Tensor[] {
+    const { length } = this.config;
+    if (tokens.length !== length) {
+      throw new Error(`attentionWeights: needs ${length} tokens, got ${tokens.length}`);
+    }
+    const weights: Tensor[] = [];
+    this.#forward({ tokens, targets: new Int32Array(length).fill(-1), batch: 1 }, false, weights);
+    return weights;
+  }
+
   /** Frees the attention layers' WASM memory. */
   dispose(): void {
     for (const layer of this.#layers) layer.dispose();
   }
 
-  // Logits [batch·N, vocab], the last hidden state [batch·N, E] and, with `keep`, each layer's saved.
+  // Logits [batch·N, vocab], the last hidden state [batch·N, E] and, with `keep`, each layer's saved;
+  // given `weights`, each layer's per-head attention weights [batch, H, N, N] are pushed onto it.
   #forward(
     batch: Batch,
     keep: boolean,
+    weights?: Tensor[],
   ): { logits: Float32Array; last: Float32Array; saved: MhaSaved[] } {
     const { length: N, embedDim: E, causal } = this.config;
     const rows = batch.batch * N;
@@ -169,8 +183,13 @@ export class AttentionModel {
     const saved: MhaSaved[] = [];
     for (const layer of this.#layers) {
       const x = { data: h, shape: [batch.batch, N, E] };
-      const f = layer.forward(x, undefined, undefined, { causal, keepForBackward: keep });
+      const f = layer.forward(x, undefined, undefined, {
+        causal,
+        keepForBackward: keep,
+        ...(weights ? { needWeights: true, averageWeights: false } : {}),
+      });
       if (f.saved) saved.push(f.saved);
+      if (weights && f.weights) weights.push(f.weights);
       const next = h.slice();
       for (let i = 0; i < next.length; i++) next[i] += f.output.data[i];
       h = next;
