@@ -332,10 +332,13 @@ export function relaxedSimdSupported(): boolean {
   return WebAssembly.validate(RELAXED_PROBE);
 }
 
-/** What is running: the build and the number of threads. */
+/**
+ * What is running: the build and the number of threads (1 once the pool has failed or after
+ * terminateThreads()).
+ */
 export function runtimeInfo(): { build: Build; threads: number } {
   const k = kernels("runtimeInfo");
-  return { build: k.build, threads: k.pool?.size ?? 1 };
+  return { build: k.build, threads: 1 + (k.pool?.workers ?? 0) };
 }
 
 let warnedThreads = false;

@@ -7,7 +7,8 @@
 
 import { AttentionError } from "./errors.js";
 
-// Runs in every worker, as a Node eval script or a classic Web Worker from a Blob.
+// Runs in every worker, as a Node eval script (CommonJS or an ES module) or a classic Web Worker
+// from a Blob.
 const WORKER_SOURCE = `
 "use strict";
 let exports = null;
@@ -34,10 +35,15 @@ function onMessage(m) {
     post({ type: "done", id: m.id, error });
   }
 }
-if (typeof require === "function" && typeof self === "undefined") {
-  const { parentPort } = require("node:worker_threads");
+function listen({ parentPort }) {
   post = (m) => parentPort.postMessage(m);
   parentPort.on("message", onMessage);
+}
+if (typeof self === "undefined") {
+  // Node evaluates this as CommonJS, or as an ES module (no require) when the process runs with
+  // --input-type=module or --experimental-default-type=module; the port queues messages meanwhile.
+  if (typeof require === "function") listen(require("node:worker_threads"));
+  else import("node:worker_threads").then(listen);
 } else {
   post = (m) => self.postMessage(m);
   self.onmessage = (e) => onMessage(e.data);
