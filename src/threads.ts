@@ -11,19 +11,20 @@ import { AttentionError } from "./errors.js";
 // from a Blob.
 const WORKER_SOURCE = `
 "use strict";
-let exports = null;
+// Not "exports": Deno and Bun wrap an eval worker in a CommonJS function that declares it.
+let kernels = null;
 let control = null;
 let post;
 function onMessage(m) {
   if (m.type === "init") {
     const instance = new WebAssembly.Instance(m.module, { env: { memory: m.memory } });
-    exports = instance.exports;
+    kernels = instance.exports;
     control = new Int32Array(m.control);
     return;
   }
   let error = null;
   try {
-    exports[m.fn].apply(null, m.args);
+    kernels[m.fn].apply(null, m.args);
   } catch (e) {
     error = String((e && e.message) || e);
     if (m.id === undefined) Atomics.store(control, 1, 1);
@@ -39,12 +40,14 @@ function listen({ parentPort }) {
   post = (m) => parentPort.postMessage(m);
   parentPort.on("message", onMessage);
 }
-if (typeof self === "undefined") {
-  // Node evaluates this as CommonJS, or as an ES module (no require) when the process runs with
-  // --input-type=module or --experimental-default-type=module; the port queues messages meanwhile.
-  if (typeof require === "function") listen(require("node:worker_threads"));
-  else import("node:worker_threads").then(listen);
-} else {
+// A worker_threads Worker listens on its parentPort (Bun's also has a self whose onmessage never
+// hears the parent). Node evaluates this as CommonJS, or as an ES module (no require) when the
+// process runs with --input-type=module or --experimental-default-type=module; the port queues
+// messages until the import is done.
+const workerThreads = typeof require === "function" ? require("node:worker_threads") : null;
+if (workerThreads && workerThreads.parentPort) listen(workerThreads);
+else if (typeof self === "undefined") import("node:worker_threads").then(listen);
+else {
   post = (m) => self.postMessage(m);
   self.onmessage = (e) => onMessage(e.data);
 }

@@ -1,13 +1,21 @@
 // A Node process that uses threads exits on its own after its last op: each case runs a small
 // script against the built package (dist/index.js; `npm test` builds it first) in a real Node
 // process, the one running this suite (CI runs the suite on every supported Node), and waits for it
-// to exit within a bound. A pool whose workers stay referenced would keep it alive forever.
+// to exit within a bound. A pool whose workers stay referenced would keep it alive forever. The
+// scripts run with --input-type=module, under which Node evaluates the pool's worker source as an ES
+// module too. Deno and Bun (their npm packages ship the binaries) run threads through their
+// node:worker_threads and must exit as well.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const DIST = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+const bin = (name: string): string =>
+  fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
+let scratch = "";
 // Far above the second or so a script takes, even on a loaded machine; a hang never ends.
 const BOUND_MS = 25_000;
 
@@ -17,9 +25,21 @@ interface Exit {
   stderr: string;
 }
 
+// The command that runs an ES module's source: Node's own, unless a runtime is named (then the
+// source goes to a file in the scratch directory).
+type Runner = (source: string) => [string, string[]];
+const node: Runner = (source) => [process.execPath, ["--input-type=module", "-e", source]];
+const inFile =
+  (command: string, ...args: string[]): Runner =>
+  (source) => {
+    const file = join(scratch, `script-${Math.random().toString(36).slice(2)}.mjs`);
+    writeFileSync(file, source);
+    return [command, [...args, file]];
+  };
+
 // Runs `body` as an ES module after a prelude that imports the package, and resolves when the
 // process exits; rejects when it is still running after BOUND_MS (and kills it).
-function runScript(body: string): Promise<Exit> {
+function runScript(body: string, runner: Runner = node): Promise<Exit> {
   const prelude = `
 import * as wa from ${JSON.stringify(pathToFileURL(DIST).href)};
 import { Worker } from "node:worker_threads";
@@ -34,8 +54,10 @@ const v = tensor([1, 4, 200, 32], 0.23);
 const print = (x) => console.log(JSON.stringify(x));
 `;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", prelude + body], {
+    const [command, args] = runner(prelude + body);
+    const child = spawn(command, args, {
       stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", DENO_DIR: join(scratch, ".deno") },
     });
     let stdout = "";
     let stderr = "";
@@ -69,8 +91,32 @@ function printed(exit: Exit): unknown[] {
     .map((line) => JSON.parse(line) as unknown);
 }
 
+// Sync ops, then …Async twins on the pool; prints whether both agree.
+const ASYNC_TWINS = `
+await wa.init({ threads: 2 });
+const sync = wa.scaledDotProductAttention(q, k, v).output.data;
+const [a, b] = await Promise.all([
+  wa.scaledDotProductAttentionAsync(q, k, v),
+  wa.linearAsync(tensor([300, 64], 0.5), tensor([64, 64], 0.7).data),
+]);
+const mha = new wa.MultiHeadAttention({ embedDim: 64, numHeads: 4, seed: 1 });
+const x = tensor([1, 150, 64], 0.3);
+const c = await mha.forwardAsync(x, x, x);
+mha.dispose();
+print({
+  threads: wa.runtimeInfo().threads,
+  same: a.output.data.every((value, i) => value === sync[i]),
+  finite: [b.data, c.output.data].every((t) => t.every(Number.isFinite)),
+});
+`;
+
 beforeAll(() => {
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run node scripts/build.mjs first`);
+  scratch = mkdtempSync(join(tmpdir(), "wasm-attention-exit-"));
+});
+
+afterAll(() => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 describe(`a Node ${process.version} process using threads exits on its own`, () => {
@@ -90,23 +136,7 @@ print({ threads: wa.runtimeInfo().threads, finite: [out, y.data, z].every((a) =>
   });
 
   it("after awaited …Async twins (init({ threads: 2 }))", async () => {
-    const exit = await runScript(`
-await wa.init({ threads: 2 });
-const sync = wa.scaledDotProductAttention(q, k, v).output.data;
-const [a, b] = await Promise.all([
-  wa.scaledDotProductAttentionAsync(q, k, v),
-  wa.linearAsync(tensor([300, 64], 0.5), tensor([64, 64], 0.7).data),
-]);
-const mha = new wa.MultiHeadAttention({ embedDim: 64, numHeads: 4, seed: 1 });
-const x = tensor([1, 150, 64], 0.3);
-const c = await mha.forwardAsync(x, x, x);
-mha.dispose();
-print({
-  threads: wa.runtimeInfo().threads,
-  same: a.output.data.every((value, i) => value === sync[i]),
-  finite: [b.data, c.output.data].every((t) => t.every(Number.isFinite)),
-});
-`);
+    const exit = await runScript(ASYNC_TWINS);
     expect(exit).toMatchObject({ code: 0, stderr: "" });
     expect(printed(exit)).toEqual([{ threads: 2, same: true, finite: true }]);
   });
@@ -235,4 +265,17 @@ print({
       { threadsAfter: 1, exitsAfterStop: 1, restarted: 2, workers: 2, same: true },
     ]);
   });
+});
+
+describe("a Deno or Bun process using threads exits on its own", () => {
+  for (const [name, runner] of [
+    ["Deno", inFile(bin("deno"), "run", "--allow-read", "--allow-env")],
+    ["Bun", inFile(bin("bun"))],
+  ] as const) {
+    it(`in ${name}, with the pool's results`, async () => {
+      const exit = await runScript(ASYNC_TWINS, runner);
+      expect(exit).toMatchObject({ code: 0, stderr: "" });
+      expect(printed(exit)).toEqual([{ threads: 2, same: true, finite: true }]);
+    });
+  }
 });
