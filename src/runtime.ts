@@ -258,7 +258,9 @@ function startPool(k: Kernels, threads: number): void {
  * MultiHeadAttention and KV cache stay valid. `…Async` calls already pending finish on the workers
  * first; the returned promise settles once they have and the workers have stopped. A later
  * `init({ threads })` or `initSync({ threads })` starts a new pool on the same instance (its
- * source and `simd` are ignored: the build stays). Does nothing without a pool or before init.
+ * source and `simd` are ignored: the build stays). Without a pool, or before init() has completed,
+ * there is nothing to stop and it resolves at once (an init() still pending starts its pool).
+ * Calling it is optional in Node: idle workers never keep a process alive.
  */
 export function terminateThreads(): Promise<void> {
   const k = loaded;

@@ -235,6 +235,7 @@ Worker.prototype.postMessage = function (message) {
   return post.call(this, message);
 };
 const same = (a, b) => a.length === b.length && a.every((value, i) => value === b[i]);
+await wa.terminateThreads(); // before init: nothing to stop
 await wa.init({ threads: 2 });
 const kept = wa.allocTensor(q.shape);
 kept.data.set(q.data);
