@@ -4,6 +4,7 @@
 export {
   memoryStats,
   runtimeInfo,
+  terminateThreads,
   type Build,
   type InitOptions,
   type WasmSource,

@@ -9,6 +9,8 @@ import {
   compileSync,
   isInitialized,
   resolveThreads,
+  restartThreads,
+  threadsTerminated,
   type Build,
   type InitOptions,
   type WasmSource,
@@ -40,6 +42,10 @@ export function createInit(packaged: PackagedWasm): {
   let pending: Promise<void> | undefined;
 
   function init(first?: WasmSource | InitOptions, second?: InitOptions): Promise<void> {
+    // After terminateThreads(), the options may start a new pool on the same instance.
+    if (pending && threadsTerminated()) {
+      return pending.then(() => restartThreads(splitArguments(first, second)[1]));
+    }
     if (pending) return pending;
     pending = (async () => {
       const [source, options] = splitArguments<WasmSource>(first, second);
@@ -67,7 +73,10 @@ export function createInit(packaged: PackagedWasm): {
     first?: WebAssembly.Module | BufferSource | InitOptions,
     second?: InitOptions,
   ): void {
-    if (isInitialized()) return;
+    if (isInitialized()) {
+      if (threadsTerminated()) restartThreads(splitArguments(first, second)[1]);
+      return;
+    }
     const [source, options] = splitArguments<WebAssembly.Module | BufferSource>(first, second);
     const threads = resolveThreads(options, chooseBuild(options));
     const wasm: unknown = source ?? packaged.loadSync();

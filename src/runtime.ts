@@ -118,8 +118,15 @@ export interface InitOptions {
 
 export interface Kernels {
   exports: KernelExports;
-  /** The worker pool when threads > 1 (its size counts the calling thread). */
+  /**
+   * The worker pool when threads > 1 (its size counts the calling thread). terminateThreads()
+   * removes it from this object, which every call in flight shares.
+   */
   pool?: Pool;
+  /** What a pool starts on: the module and its shared memory (undefined for a build without). */
+  shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
+  /** Set by terminateThreads() until a later init({ threads }) starts a new pool. */
+  threadsTerminated: boolean;
   /** Which build is running (read from the module itself). */
   build: Build;
   workspace: Workspace;
@@ -223,12 +230,60 @@ export function activate(module: WebAssembly.Module, threads = 1): void {
   const workspace = new Workspace(exports.memory, exports.heapBase());
   const params = workspace.alloc(SDPA_PARAMS_BYTES, "init");
   const build = (["scalar", "simd128", "relaxed"] as const)[exports.buildKind()];
-  const kernelTable = exports as unknown as Record<string, (...args: number[]) => unknown>;
-  const pool =
-    memory && threads > 1
-      ? createPool(module, memory, threads, (task) => kernelTable[task.fn](...task.args))
-      : undefined;
-  loaded = { exports, workspace, params, build, pool };
+  loaded = {
+    exports,
+    workspace,
+    params,
+    build,
+    shared: memory ? { module, memory } : undefined,
+    threadsTerminated: false,
+  };
+  startPool(loaded, threads);
+}
+
+// A pool of `threads` on the instance's module and memory (none for one thread or a build without
+// shared memory).
+function startPool(k: Kernels, threads: number): void {
+  if (!k.shared || threads <= 1) return;
+  const kernelTable = k.exports as unknown as Record<string, (...args: number[]) => unknown>;
+  k.pool = createPool(k.shared.module, k.shared.memory, threads, (task) =>
+    kernelTable[task.fn](...task.args),
+  );
+}
+
+/**
+ * Stops the worker pool that `init({ threads })` started, and lets a Node process exit as it would
+ * without threads. Ops called from then on compute on the calling thread (with the same results:
+ * only a key split's float rounding depends on the thread count); the instance, every WasmTensor,
+ * MultiHeadAttention and KV cache stay valid. `…Async` calls already pending finish on the workers
+ * first; the returned promise settles once they have and the workers have stopped. A later
+ * `init({ threads })` or `initSync({ threads })` starts a new pool on the same instance (its
+ * source and `simd` are ignored: the build stays). Without a pool, or before init() has completed,
+ * there is nothing to stop and it resolves at once (an init() still pending starts its pool).
+ * Calling it is optional in Node: idle workers never keep a process alive.
+ */
+export function terminateThreads(): Promise<void> {
+  const k = loaded;
+  const pool = k?.pool;
+  if (!k || !pool) return Promise.resolve();
+  k.pool = undefined;
+  k.threadsTerminated = true;
+  return pool.terminate();
+}
+
+/** Whether terminateThreads() stopped the pool (so init may start another). */
+export function threadsTerminated(): boolean {
+  return loaded?.threadsTerminated ?? false;
+}
+
+/** init() after terminateThreads(): validates the options and starts the pool they ask for. */
+export function restartThreads(options: InitOptions | undefined): void {
+  const k = kernels("init");
+  chooseBuild(options);
+  if (!k.threadsTerminated) return;
+  const threads = resolveThreads(options, k.build);
+  k.threadsTerminated = threads <= 1;
+  startPool(k, threads);
 }
 
 /** Compiles bytes synchronously, with a clear error when the runtime lacks SIMD. */
@@ -279,10 +334,13 @@ export function relaxedSimdSupported(): boolean {
   return WebAssembly.validate(RELAXED_PROBE);
 }
 
-/** What is running: the build and the number of threads. */
+/**
+ * What is running: the build and the number of threads (1 once the pool has failed or after
+ * terminateThreads()).
+ */
 export function runtimeInfo(): { build: Build; threads: number } {
   const k = kernels("runtimeInfo");
-  return { build: k.build, threads: k.pool?.size ?? 1 };
+  return { build: k.build, threads: 1 + (k.pool?.workers ?? 0) };
 }
 
 let warnedThreads = false;

@@ -7,22 +7,24 @@
 
 import { AttentionError } from "./errors.js";
 
-// Runs in every worker, as a Node eval script or a classic Web Worker from a Blob.
+// Runs in every worker, as a Node eval script (CommonJS or an ES module) or a classic Web Worker
+// from a Blob.
 const WORKER_SOURCE = `
 "use strict";
-let exports = null;
+// Not "exports": Deno and Bun wrap an eval worker in a CommonJS function that declares it.
+let kernels = null;
 let control = null;
 let post;
 function onMessage(m) {
   if (m.type === "init") {
     const instance = new WebAssembly.Instance(m.module, { env: { memory: m.memory } });
-    exports = instance.exports;
+    kernels = instance.exports;
     control = new Int32Array(m.control);
     return;
   }
   let error = null;
   try {
-    exports[m.fn].apply(null, m.args);
+    kernels[m.fn].apply(null, m.args);
   } catch (e) {
     error = String((e && e.message) || e);
     if (m.id === undefined) Atomics.store(control, 1, 1);
@@ -34,11 +36,18 @@ function onMessage(m) {
     post({ type: "done", id: m.id, error });
   }
 }
-if (typeof require === "function" && typeof self === "undefined") {
-  const { parentPort } = require("node:worker_threads");
+function listen({ parentPort }) {
   post = (m) => parentPort.postMessage(m);
   parentPort.on("message", onMessage);
-} else {
+}
+// A worker_threads Worker listens on its parentPort (Bun's also has a self whose onmessage never
+// hears the parent). Node evaluates this as CommonJS, or as an ES module (no require) when the
+// process runs with --input-type=module or --experimental-default-type=module; the port queues
+// messages until the import is done.
+const workerThreads = typeof require === "function" ? require("node:worker_threads") : null;
+if (workerThreads && workerThreads.parentPort) listen(workerThreads);
+else if (typeof self === "undefined") import("node:worker_threads").then(listen);
+else {
   post = (m) => self.postMessage(m);
   self.onmessage = (e) => onMessage(e.data);
 }
@@ -59,13 +68,24 @@ export interface Task {
 
 interface WorkerLike {
   postMessage(message: unknown): void;
+  /** Node returns a promise settled once the thread has stopped; a Web Worker returns nothing. */
   terminate(): unknown;
+  /** Node only: whether the worker keeps the process alive. */
+  ref?(): void;
+  unref?(): void;
 }
 
 // A worker gets this long to report a call done before the call fails (a worker that never
 // started, or was killed, must not hang the caller forever).
 const WAIT_MS = 120_000;
 
+/**
+ * Lifecycle: the workers start idle and never keep a Node process alive, except while an
+ * asynchronous call is pending (its promise must settle before the process may exit). A worker
+ * that fails (an error, or an exit we did not ask for) stops the whole pool: its pending calls
+ * reject with WORKER_FAILED and every later call runs on the calling thread. terminate() stops
+ * the pool once its pending calls have settled.
+ */
 export class Pool {
   /** Threads computing a call: the calling thread and the workers. */
   readonly size: number;
@@ -75,6 +95,12 @@ export class Pool {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #failure: string | undefined;
+  /** Set by terminate(): no new call reaches the workers. */
+  #closing = false;
+  /** Settles once every worker has stopped (set when the pool starts stopping them). */
+  #stopped: Promise<void> | undefined;
+  /** Resolved (and emptied) each time the last pending call settles. */
+  #idle: (() => void)[] = [];
 
   constructor(workers: WorkerLike[], control: Int32Array, run: (task: Task) => void) {
     this.#workers = workers;
@@ -83,14 +109,29 @@ export class Pool {
     this.size = workers.length + 1;
   }
 
-  /** A worker died (an error event): from now on every call runs on the calling thread. */
+  /**
+   * A worker died (an error event, or an exit the pool did not ask for): the pool stops every
+   * worker, then rejects the pending calls (only then: a live worker could still be writing to a
+   * call's buffers, which the op frees when it fails). From now on every call runs on the calling
+   * thread.
+   */
   fail(reason: string): void {
-    if (this.#failure === undefined) {
-      this.#failure = reason;
-      console.warn(
-        `wasm-attention: a worker failed (${reason}); computing on 1 thread from now on`,
-      );
-    }
+    if (this.#failure !== undefined || this.#stopped !== undefined) return;
+    this.#failure = reason;
+    console.warn(`wasm-attention: a worker failed (${reason}); computing on 1 thread from now on`);
+    void this.#stopWorkers().then(() => {
+      for (const id of [...this.#pending.keys()]) this.#settle(id, reason);
+    });
+  }
+
+  /** A worker's thread ended: a failure unless the pool is stopping its workers. */
+  exited(code: number): void {
+    if (this.#stopped === undefined) this.fail(`a worker exited with code ${code}`);
+  }
+
+  /** Whether calls may go to the workers. */
+  get #usable(): boolean {
+    return this.#workers.length > 0 && this.#failure === undefined && !this.#closing;
   }
 
   /**
@@ -99,7 +140,7 @@ export class Pool {
    */
   runAll(op: string, tasks: Task[]): void {
     if (tasks.length === 0) return;
-    if (tasks.length === 1 || !canBlock() || this.#failure !== undefined) {
+    if (tasks.length === 1 || !canBlock() || !this.#usable) {
       for (const task of tasks) this.#run(task);
       return;
     }
@@ -133,9 +174,7 @@ export class Pool {
     if (!pending) return;
     if (message.error) pending.error ??= message.error;
     if (--pending.remaining > 0) return;
-    this.#pending.delete(message.id);
-    if (pending.error) pending.reject(pending.error);
-    else pending.resolve();
+    this.#settle(message.id, pending.error);
   }
 
   /**
@@ -143,12 +182,14 @@ export class Pool {
    * itself only when the pool has no usable worker); resolves when all are done.
    */
   runAllAsync(op: string, tasks: Task[]): Promise<void> {
-    if (this.#workers.length === 0 || this.#failure !== undefined) {
+    if (!this.#usable) {
       for (const task of tasks) this.#run(task);
       return Promise.resolve();
     }
     const id = this.#nextId++;
     return new Promise<void>((resolve, reject) => {
+      // A pending call keeps a Node process alive: the workers are referenced while any is.
+      if (this.#pending.size === 0) for (const worker of this.#workers) worker.ref?.();
       this.#pending.set(id, {
         remaining: tasks.length,
         resolve,
@@ -160,13 +201,40 @@ export class Pool {
     });
   }
 
-  /** Workers that can take tasks besides the calling thread. */
-  get workers(): number {
-    return this.#failure === undefined ? this.#workers.length : 0;
+  // Ends the pending call `id`, rejected when there is an error; the last one lets the process go.
+  #settle(id: number, error: string | undefined): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    if (error) pending.reject(error);
+    else pending.resolve();
+    if (this.#pending.size > 0) return;
+    for (const worker of this.#workers) worker.unref?.();
+    for (const wake of this.#idle.splice(0)) wake();
   }
 
-  dispose(): void {
-    for (const worker of this.#workers) worker.terminate();
+  /** Workers that can take tasks besides the calling thread. */
+  get workers(): number {
+    return this.#usable ? this.#workers.length : 0;
+  }
+
+  /**
+   * Stops the pool: calls made from now on run on the calling thread; the pending asynchronous
+   * calls finish on the workers; then the workers stop. Settles once they have.
+   */
+  async terminate(): Promise<void> {
+    this.#closing = true;
+    while (this.#pending.size > 0) {
+      await new Promise<void>((wake) => this.#idle.push(wake));
+    }
+    await this.#stopWorkers();
+  }
+
+  #stopWorkers(): Promise<void> {
+    this.#stopped ??= Promise.allSettled(this.#workers.map((worker) => worker.terminate())).then(
+      () => undefined,
+    );
+    return this.#stopped;
   }
 }
 
@@ -228,7 +296,7 @@ export function hardwareThreads(): number {
 
 /**
  * Starts `threads − 1` workers on `module` and `memory`; `run` calls a kernel on the calling
- * thread's instance. Workers never keep a Node process alive.
+ * thread's instance. Workers keep a Node process alive only while an asynchronous call is pending.
  */
 export function createPool(
   module: WebAssembly.Module,
@@ -244,9 +312,12 @@ export function createPool(
     let worker: WorkerLike;
     if (node) {
       const w = new node.Worker(WORKER_SOURCE, { eval: true });
-      w.unref();
       w.on("error", (err) => pool?.fail(String((err as Error)?.message ?? err)));
+      w.on("exit", (code) => pool?.exited(code as number));
       w.on("message", (m) => pool?.receive(m as { type: string }));
+      // Last: a worker's first "message" listener references it again (Node refs the port), so
+      // an unref() before it would keep the process alive forever.
+      w.unref();
       worker = w;
     } else {
       const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));

@@ -1,15 +1,17 @@
 // The worker pool in a real browser page (the chromium project; the test server sends COOP/COEP, so
 // the page is cross-origin isolated): Web Workers on shared memory. The page's main thread may not
 // block, so the synchronous ops compute on it alone and the …Async twins use the workers.
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import {
   MultiHeadAttention,
+  allocTensor,
   init,
   linear,
   linearAsync,
   runtimeInfo,
   scaledDotProductAttention,
   scaledDotProductAttentionAsync,
+  terminateThreads,
 } from "../src/index";
 import { expectClose } from "./helpers/conformance";
 import { randomTensor, rng } from "./helpers/random";
@@ -69,5 +71,31 @@ describe("threads in the browser", () => {
     ).rejects.toMatchObject({
       code: "SHAPE_MISMATCH",
     });
+  });
+
+  it("terminateThreads() terminates the Web Workers after a pending call; init({ threads }) starts new ones", async () => {
+    const r = rng(9);
+    const q = randomTensor(r, [1, 4, 70, 24]);
+    const kept = allocTensor(q.shape);
+    kept.data.set(q.data);
+    const want = Array.from(scaledDotProductAttention(q, q, q).output.data);
+    const terminate = vi.spyOn(Worker.prototype, "terminate");
+    const pending = scaledDotProductAttentionAsync(kept, q, q);
+    const stopped = terminateThreads();
+    expect(runtimeInfo().threads).toBe(1);
+    expect(Array.from((await pending).output.data)).toEqual(want);
+    await stopped;
+    expect(terminate).toHaveBeenCalledOnce();
+    terminate.mockRestore();
+    // On the page's thread now, with the same results.
+    expect(Array.from((await scaledDotProductAttentionAsync(kept, q, q)).output.data)).toEqual(
+      want,
+    );
+    await init({ threads: 2 });
+    expect(runtimeInfo().threads).toBe(2);
+    expect(Array.from((await scaledDotProductAttentionAsync(kept, q, q)).output.data)).toEqual(
+      want,
+    );
+    kept.free();
   });
 });
