@@ -29,6 +29,7 @@ const NODE_PROCESS_SUITES = [
   "test/docs-snippets.test.ts",
   "test/docs-api.test.ts",
   "test/cli.test.ts",
+  "test/process-exit.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/page.test.ts",

@@ -12,9 +12,6 @@
 // - `cloudflare-worker`: a Worker module (`export default { fetch }`); it is imported and sent one
 //   request, in Node through the default entry (test/runtimes.test.ts runs the workerd entry).
 // - `edge-route`: a route module exporting `POST(request)`, likewise.
-// - `hangs-until-pool-exit-fix`: a program using the worker pool. Until the pool lets a Node
-//   process exit after its last op (issue 13, defect 1), it prints its result and never exits: the
-//   test checks exactly that, and fails once the fix lands, to have the attribute removed.
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -33,7 +30,6 @@ const DOCUMENTS = [
     .map((f) => `docs/${f}`),
 ];
 const RUN_MS = 60_000;
-const HANG_MS = 8_000;
 
 interface Block {
   file: string;
@@ -151,7 +147,7 @@ describe("code blocks in the README and the docs", () => {
           (b.attribute !== undefined &&
             !(
               ["js", "ts"].includes(b.language) &&
-              ["cloudflare-worker", "edge-route", "hangs-until-pool-exit-fix"].includes(b.attribute)
+              ["cloudflare-worker", "edge-route"].includes(b.attribute)
             )),
       )
       .map((b) => `${b.file}:${b.line} \`\`\`${b.language} ${b.attribute ?? ""}`);
@@ -162,13 +158,6 @@ describe("code blocks in the README and the docs", () => {
     "%s runs as pasted",
     async (_, block) => {
       const file = await writeProgram(block);
-      if (block.attribute === "hangs-until-pool-exit-fix") {
-        const run = await runNode(file, HANG_MS);
-        expect(run.stderr).toBe("");
-        expect(run.stdout, "it prints its result").not.toBe("");
-        expect(run.killed, "the pool now lets the process exit: drop the attribute").toBe(true);
-        return;
-      }
       const run = await runNode(file, RUN_MS);
       expect(run.killed, `did not exit within ${RUN_MS / 1000} s`).toBe(false);
       expect(run.stderr).toBe("");
