@@ -4,6 +4,7 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { linear } from "./linear.js";
+import { optionKeys } from "./option-keys.js";
 import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 
 /**
@@ -38,6 +39,8 @@ export interface RolloutOptions {
   residual?: boolean;
 }
 
+const ROLLOUT_KEYS = optionKeys<RolloutOptions>({ headFusion: true, residual: true });
+
 /**
  * Attention rollout over layers [B,H,N,N] each (layers[0] nearest the input): per layer fuse the
  * heads, add the identity (residual), divide each row by its sum; the result [B,N,N] is
@@ -51,7 +54,7 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
       `${op}: layers must be a non-empty array, got ${describe(layers)}`,
     );
   }
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, ROLLOUT_KEYS);
   const fusion = options.headFusion ?? "mean";
   if (fusion !== "mean" && fusion !== "max" && fusion !== "min") {
     throw new AttentionError(

@@ -16,7 +16,7 @@ export {
   type ScaledDotProductAttentionOptions,
   type AttentionResult,
 } from "./sdpa.js";
-export { softmax } from "./softmax.js";
+export { softmax, type SoftmaxOptions } from "./softmax.js";
 export {
   linearBackward,
   scaledDotProductAttentionBackward,
@@ -35,7 +35,7 @@ export {
 } from "./mha.js";
 export type { MultiHeadAttentionGradients } from "./mha-backward.js";
 export type { MhaSaved, MhaParameters } from "./mha-saved.js";
-export type { KVCache } from "./kv-cache.js";
+export type { KVCache, KVCacheOptions } from "./kv-cache.js";
 export { applyRope, type ApplyRopeOptions } from "./rope.js";
 export {
   additiveAttention,

@@ -8,6 +8,7 @@ import {
   contiguousOperand,
   planAttention,
   setUpAttention,
+  SDPA_OPTION_KEYS,
   type AttentionOptions,
 } from "./sdpa.js";
 import { checkOptionsObject, checkTensor, type Tensor } from "./tensor.js";
@@ -22,6 +23,9 @@ const OP = "scaledDotProductAttentionBackward";
 
 /** The forward pass's options, and its lse (`returnLse: true`). */
 export type BackwardOptions = AttentionOptions & { lse: Tensor };
+
+/** The keys of {@link BackwardOptions}: the forward pass's options and lse. */
+const BACKWARD_OPTION_KEYS = [...SDPA_OPTION_KEYS.filter((key) => key !== "out"), "lse"];
 
 /** What the attention backward returns: gradients shaped like q, k and v. */
 export interface AttentionGradients {
@@ -74,7 +78,7 @@ function planBackward(
   options: BackwardOptions,
 ): Planned<AttentionGradients> {
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, BACKWARD_OPTION_KEYS);
   const { lse, ...forward } = options;
   const plan = planAttention(op, dims, { ...forward, returnWeights: false, returnLse: false });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;

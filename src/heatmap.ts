@@ -2,6 +2,7 @@
 // input gives the same bytes (fixed number formatting, no randomness, no dates).
 
 import { AttentionError, formatShape } from "./errors.js";
+import { optionKeys } from "./option-keys.js";
 import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 
 export interface HeatmapOptions {
@@ -11,6 +12,8 @@ export interface HeatmapOptions {
   colLabels?: readonly string[];
   title?: string;
 }
+
+const HEATMAP_KEYS = optionKeys<HeatmapOptions>({ rowLabels: true, colLabels: true, title: true });
 
 const CELL = 18;
 const FONT = 11;
@@ -56,7 +59,7 @@ export function renderHeatmapSvg(weights: Tensor, options: HeatmapOptions = {}):
       `${op}: weights has shape ${formatShape(s)} but must be [Nq, Nk]`,
     );
   }
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, HEATMAP_KEYS);
   const [rows, cols] = s.slice(-2);
   const labels = (given: readonly string[] | undefined, n: number, name: string): string[] => {
     if (given === undefined) return Array.from({ length: n }, (_, i) => String(i));

@@ -10,13 +10,14 @@
 import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
-import { KVCache } from "./kv-cache.js";
+import { KVCacheImpl, type KVCache, type KVCacheOptions } from "./kv-cache.js";
 import { mhaBackward, type MultiHeadAttentionGradients } from "./mha-backward.js";
 import { unpackWeights } from "./packed-weights.js";
 import { keep, type MhaParameters, type MhaSaved, type SavedState } from "./mha-saved.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
+import { optionKeys } from "./option-keys.js";
 import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
 import {
   runPlanned,
@@ -93,6 +94,44 @@ export interface MultiHeadAttentionResult {
   saved?: MhaSaved;
 }
 
+// The keys of each options object the module takes: any other key is a BAD_OPTION error.
+const CONSTRUCTOR_KEYS = optionKeys<MultiHeadAttentionOptions>({
+  embedDim: true,
+  numHeads: true,
+  numKvHeads: true,
+  kdim: true,
+  vdim: true,
+  bias: true,
+  weights: true,
+  rope: true,
+  seed: true,
+});
+const WEIGHT_KEYS = optionKeys<MultiHeadAttentionWeights>({
+  wq: true,
+  wk: true,
+  wv: true,
+  wo: true,
+  bq: true,
+  bk: true,
+  bv: true,
+  bo: true,
+});
+const ROPE_KEYS = optionKeys<NonNullable<MultiHeadAttentionOptions["rope"]>>({
+  base: true,
+  style: true,
+});
+const FORWARD_KEYS = optionKeys<MultiHeadAttentionForwardOptions>({
+  keyMask: true,
+  mask: true,
+  causal: true,
+  window: true,
+  needWeights: true,
+  averageWeights: true,
+  cache: true,
+  keepForBackward: true,
+});
+const CACHE_KEYS = optionKeys<KVCacheOptions>({ batch: true, maxLength: true });
+
 /** Forward options that keep the state for backward(): forward then returns `saved`. */
 export type KeepForBackward = MultiHeadAttentionForwardOptions & { keepForBackward: true };
 
@@ -124,12 +163,12 @@ export class MultiHeadAttention {
   readonly #kernels: Kernels;
   readonly #projections: { q: Projection; k: Projection; v: Projection; o: Projection };
   readonly #blocks: number[] = [];
-  readonly #caches = new Set<KVCache>();
+  readonly #caches = new Set<KVCacheImpl>();
   #disposed = false;
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
   constructor(options: MultiHeadAttentionOptions) {
-    checkOptionsObject(NAME, options);
+    checkOptionsObject(NAME, options, CONSTRUCTOR_KEYS);
     const E = positiveInt(options.embedDim, "embedDim");
     const H = positiveInt(options.numHeads, "numHeads");
     const Hkv =
@@ -164,6 +203,7 @@ export class MultiHeadAttention {
     }
     const hd = E / H;
     const kvDim = hd * Hkv;
+    if (options.rope !== undefined) checkOptionsObject(NAME, options.rope, ROPE_KEYS, "rope");
     this.rope =
       options.rope === undefined ? undefined : checkRopeConfig(NAME, "rope", options.rope, hd);
     const w = options.weights
@@ -331,13 +371,13 @@ export class MultiHeadAttention {
   }
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
-  createCache(options: { batch?: number; maxLength: number }): KVCache {
+  createCache(options: KVCacheOptions): KVCache {
     this.#checkLive(`${NAME}.createCache`);
-    checkOptionsObject(`${NAME}.createCache`, options);
+    checkOptionsObject(`${NAME}.createCache`, options, CACHE_KEYS);
     const batch =
       options.batch === undefined ? 1 : positiveInt(options.batch, "batch", `${NAME}.createCache`);
     const maxLength = positiveInt(options.maxLength, "maxLength", `${NAME}.createCache`);
-    const cache = new KVCache(
+    const cache = new KVCacheImpl(
       this.#kernels.workspace,
       batch,
       maxLength,
@@ -407,7 +447,7 @@ export class MultiHeadAttention {
     valueGiven: Tensor | undefined,
     options: MultiHeadAttentionForwardOptions,
   ): Planned<MultiHeadAttentionResult> {
-    checkOptionsObject(op, options);
+    checkOptionsObject(op, options, FORWARD_KEYS);
     const key = keyGiven ?? query;
     const value = valueGiven ?? query;
     const E = this.embedDim;
@@ -424,7 +464,7 @@ export class MultiHeadAttention {
           `${formatShape(value.shape)} must share the batch B, and key and value the length Nk`,
       );
     }
-    const cache = options.cache;
+    const cache = options.cache as KVCacheImpl | undefined; // checked below
     if (options.keepForBackward !== undefined && typeof options.keepForBackward !== "boolean") {
       throw new AttentionError(
         "BAD_OPTION",
@@ -440,7 +480,7 @@ export class MultiHeadAttention {
     }
     let past = 0;
     if (cache !== undefined) {
-      if (!(cache instanceof KVCache) || !cache.belongsTo(this)) {
+      if (!(cache instanceof KVCacheImpl) || !cache.belongsTo(this)) {
         throw new AttentionError(
           "BAD_OPTION",
           `${op}: cache must come from this module's createCache()`,
@@ -697,9 +737,7 @@ function checkWeights(
   bias: boolean,
   op: string = NAME,
 ): CheckedWeights {
-  if (typeof w !== "object" || w === null) {
-    throw new AttentionError("BAD_OPTION", `${op}: weights must be an object, got ${describe(w)}`);
-  }
+  checkOptionsObject(op, w, WEIGHT_KEYS, "weights");
   const checked: CheckedWeights = {
     wq: weightTensor(op, "weights.wq", w.wq, E, E),
     wk: weightTensor(op, "weights.wk", w.wk, kdim, kvDim),

@@ -3,6 +3,7 @@
 
 import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
 import { AttentionError } from "./errors.js";
+import { checkKnownKeys, optionKeys } from "./option-keys.js";
 import { createPool, hardwareThreads, threadsUnavailable, type Pool } from "./threads.js";
 import { Workspace } from "./workspace.js";
 
@@ -116,6 +117,8 @@ export interface InitOptions {
   simd?: "auto" | "relaxed" | "simd128" | "scalar";
 }
 
+const INIT_OPTION_KEYS = optionKeys<InitOptions>({ threads: true, simd: true });
+
 export interface Kernels {
   exports: KernelExports;
   /** The worker pool when threads > 1 (its size counts the calling thread). */
@@ -160,6 +163,7 @@ export function chooseBuild(options: InitOptions | undefined): Build {
       `init: options must be an object, got ${typeof options}`,
     );
   }
+  if (options !== undefined) checkKnownKeys("init", "options", options, INIT_OPTION_KEYS);
   const { threads, simd = "auto" } = options ?? {};
   if (
     threads !== undefined &&

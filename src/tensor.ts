@@ -2,6 +2,7 @@
 // so that ops use it without copying.
 
 import { AttentionError, formatShape } from "./errors.js";
+import { checkKnownKeys } from "./option-keys.js";
 import { kernels } from "./runtime.js";
 import type { Workspace } from "./workspace.js";
 
@@ -179,12 +180,22 @@ export function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** Throws BAD_OPTION unless the options argument of `op` is an object. */
-export function checkOptionsObject(op: string, options: unknown): asserts options is object {
+/**
+ * Throws BAD_OPTION unless the options argument of `op` (or a nested options object, named by
+ * `what`) is an object whose keys are all in `valid` (declared once per op with optionKeys, so a
+ * misspelled option is an error naming the closest valid key instead of being silently ignored).
+ */
+export function checkOptionsObject(
+  op: string,
+  options: unknown,
+  valid: readonly string[],
+  what = "options",
+): asserts options is object {
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
+      `${op}: ${what} must be an object, got ${describe(options)}`,
     );
   }
+  checkKnownKeys(op, what, options, valid);
 }

@@ -20,6 +20,7 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
+import { optionKeys } from "../option-keys.js";
 import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
@@ -35,6 +36,13 @@ export interface BlockSparseOptions {
 }
 
 const OP = "blockSparseAttention";
+const BLOCK_SPARSE_KEYS = optionKeys<BlockSparseOptions>({
+  layout: true,
+  blockSize: true,
+  scale: true,
+  causal: true,
+  returnWeights: true,
+});
 
 /**
  * Scaled dot-product attention where query block r attends key block c only if layout[r][c] is 1.
@@ -72,7 +80,7 @@ function planBlockSparse(
   options: BlockSparseOptions,
 ): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, BLOCK_SPARSE_KEYS);
   const { layout, blockSize: bs } = options;
   if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
     throw new AttentionError(

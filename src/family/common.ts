@@ -10,6 +10,7 @@ import { type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
+import { optionKeys } from "../option-keys.js";
 import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
@@ -26,6 +27,18 @@ export interface FamilyOptions {
   /** Also return the probabilities [B, Nq, Nk]. */
   returnWeights?: boolean;
 }
+
+/** Options of cosineAttention: those of the family, and the temperature. */
+export type CosineOptions = FamilyOptions & { temperature?: number };
+
+/** The keys of {@link FamilyOptions} (additive, bilinear and hybrid attention). */
+export const FAMILY_OPTION_KEYS = optionKeys<FamilyOptions>({ mask: true, returnWeights: true });
+/** The keys of {@link CosineOptions}. */
+export const COSINE_OPTION_KEYS = optionKeys<CosineOptions>({
+  mask: true,
+  returnWeights: true,
+  temperature: true,
+});
 
 /** What the 3-D ops return: output [B, Nq, Dv] (the rank of q), weights [B, Nq, Nk]. */
 export interface FamilyResult {
@@ -107,8 +120,13 @@ export function parameterVector(op: string, name: string, x: unknown, n: number)
   return data;
 }
 
-export function checkFamilyOptions(op: string, options: unknown): FamilyOptions {
-  checkOptionsObject(op, options);
+/** Checks an options object of a 3-D op against the keys that op declares. */
+export function checkFamilyOptions(
+  op: string,
+  options: unknown,
+  keys: readonly string[],
+): FamilyOptions {
+  checkOptionsObject(op, options, keys);
   return options as FamilyOptions;
 }
 

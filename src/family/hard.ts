@@ -8,6 +8,7 @@ import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
 import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
+import { optionKeys } from "../option-keys.js";
 import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
@@ -22,6 +23,12 @@ export interface HardAttentionOptions {
 }
 
 const OP = "hardAttention";
+const HARD_KEYS = optionKeys<HardAttentionOptions>({
+  topK: true,
+  scale: true,
+  mask: true,
+  returnWeights: true,
+});
 
 /**
  * Hard attention: each query row keeps its topK largest scaled scores (after the mask), takes a
@@ -60,7 +67,7 @@ function planHard(
   options: HardAttentionOptions,
 ): Planned<AttentionResult> {
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, HARD_KEYS);
   const { topK } = options;
   if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
     throw new AttentionError(

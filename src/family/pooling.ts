@@ -16,13 +16,21 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import { checkOptionsObject, checkTensor, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
 
 type Params = { w: Matrix; b: Vector; context: Vector };
+/** Options of attentionPooling. */
+export interface PoolingOptions {
+  /** uint8 [B, N] (or [N]), 1 = a real element. */
+  mask?: Tensor<Uint8Array>;
+}
+const PARAMS_KEYS = optionKeys<Params>({ w: true, b: true, context: true });
+const POOLING_KEYS = optionKeys<PoolingOptions>({ mask: true });
 type Pooled = { output: Tensor; weights: Tensor };
 
 /**
@@ -30,11 +38,7 @@ type Pooled = { output: Tensor; weights: Tensor };
  * b [A], context [A]. options.mask: uint8 [B, N] (or [N]), 1 = a real element; a fully masked
  * sequence pools to zeros.
  */
-export function attentionPooling(
-  h: Tensor,
-  params: Params,
-  options: { mask?: Tensor<Uint8Array> } = {},
-): Pooled {
+export function attentionPooling(h: Tensor, params: Params, options: PoolingOptions = {}): Pooled {
   const plan = planPooling(OP, h, params, options);
   return runPlanned(OP, plan);
 }
@@ -43,7 +47,7 @@ export function attentionPooling(
 export async function attentionPoolingAsync(
   h: Tensor,
   params: Params,
-  options: { mask?: Tensor<Uint8Array> } = {},
+  options: PoolingOptions = {},
 ): Promise<Pooled> {
   const op = `${OP}Async`;
   const plan = planPooling(op, h, params, options);
@@ -55,7 +59,7 @@ function planPooling(
   op: string,
   h: Tensor,
   params: Params,
-  options: { mask?: Tensor<Uint8Array> },
+  options: PoolingOptions,
 ): Planned<Pooled> {
   checkTensor(op, "h", h, ["float32"]);
   const s = h.shape;
@@ -66,13 +70,8 @@ function planPooling(
     );
   }
   const [B, N, D] = s.length === 3 ? [s[0], s[1], s[2]] : [1, s[0], s[1]];
-  if (typeof params !== "object" || params === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: params must be an object, got ${describe(params)}`,
-    );
-  }
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, params, PARAMS_KEYS, "params");
+  checkOptionsObject(op, options, POOLING_KEYS);
   const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];
   const bias = parameterVector(op, "params.b", params.b, A);

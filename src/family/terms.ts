@@ -16,7 +16,8 @@ import type { Task } from "../threads.js";
 import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
-import { describe, type Tensor } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
@@ -46,6 +47,32 @@ export type ScoreTerm =
     }
   | { kind: "bilinear"; weight: number; w: Matrix }
   | { kind: "cosine"; weight: number; temperature?: number };
+
+// The keys of each kind of term: any other key is a BAD_OPTION error.
+const TERM_KEYS: { readonly [K in ScoreTerm["kind"]]: readonly string[] } = {
+  "scaled-dot": optionKeys<Extract<ScoreTerm, { kind: "scaled-dot" }>>({
+    kind: true,
+    weight: true,
+  }),
+  additive: optionKeys<Extract<ScoreTerm, { kind: "additive" }>>({
+    kind: true,
+    weight: true,
+    wq: true,
+    wk: true,
+    va: true,
+    bias: true,
+  }),
+  bilinear: optionKeys<Extract<ScoreTerm, { kind: "bilinear" }>>({
+    kind: true,
+    weight: true,
+    w: true,
+  }),
+  cosine: optionKeys<Extract<ScoreTerm, { kind: "cosine" }>>({
+    kind: true,
+    weight: true,
+    temperature: true,
+  }),
+};
 
 type CheckedTerm =
   | { kind: "scaled-dot"; factor: number }
@@ -77,6 +104,7 @@ function checkTerms(
         `${op}: ${at} must be an object, got ${describe(term)}`,
       );
     }
+    if (Object.hasOwn(TERM_KEYS, term.kind)) checkOptionsObject(op, term, TERM_KEYS[term.kind], at);
     const weight = term.weight;
     if (typeof weight !== "number" || !Number.isFinite(weight)) {
       throw new AttentionError(
@@ -164,9 +192,10 @@ export function scoreTermsAttention(
   v: Tensor,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label?: (index: number) => string,
 ): FamilyResult {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
   return runPlanned(op, plan);
 }
 
@@ -178,9 +207,10 @@ export async function scoreTermsAttentionAsync(
   v: Tensor,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label?: (index: number) => string,
 ): Promise<FamilyResult> {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
   return runPlannedAsync(op, plan);
 }
 
@@ -192,10 +222,11 @@ function planScoreTerms(
   v: Tensor,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label: (index: number) => string = (i) => `terms[${i}]`,
 ): Planned<FamilyResult> {
   const d = familyDims(op, q, k, v);
-  const options: FamilyOptions = checkFamilyOptions(op, optionsIn);
+  const options: FamilyOptions = checkFamilyOptions(op, optionsIn, optionsKeys);
   const checked = checkTerms(op, terms, d, label);
   const dots = checked.filter((t) => t.kind !== "additive");
   const additive = checked.filter((t) => t.kind === "additive");
