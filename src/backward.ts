@@ -54,9 +54,10 @@ export function scaledDotProductAttentionBackward(
 
 /**
  * scaledDotProductAttentionBackward that never blocks the calling thread: with a worker pool the
- * workers compute it (see `init({ threads })`); without one it runs on the calling thread.
+ * workers compute it (see `init({ threads })`); without one it runs on the calling thread. Bad
+ * arguments reject (an async function: they never throw synchronously).
  */
-export function scaledDotProductAttentionBackwardAsync(
+export async function scaledDotProductAttentionBackwardAsync(
   q: Tensor,
   k: Tensor,
   v: Tensor,

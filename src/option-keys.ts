@@ -45,8 +45,10 @@ export function closestKey(key: string, valid: readonly string[]): string | unde
   let bestDistance = Infinity;
   for (const candidate of valid) {
     const other = normal(candidate);
-    const contained = wanted.length >= 3 && (other.includes(wanted) || wanted.includes(other));
-    const distance = contained ? 0.5 : editDistance(wanted, other);
+    const contained =
+      Math.min(wanted.length, other.length) >= 3 &&
+      (other.includes(wanted) || wanted.includes(other));
+    const distance = Math.min(editDistance(wanted, other), contained ? 0.5 : Infinity);
     if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
   }
   return bestDistance <= Math.max(2, Math.floor(wanted.length / 3)) ? best : undefined;
