@@ -11,6 +11,7 @@ import {
   resolveThreads,
   type Build,
   type InitOptions,
+  type SyncWasmSource,
   type WasmSource,
 } from "./runtime.js";
 import { describe } from "./tensor.js";
@@ -34,7 +35,7 @@ export function createInit(packaged: PackagedWasm): {
   };
   initSync: {
     (options?: InitOptions): void;
-    (source?: WebAssembly.Module | BufferSource, options?: InitOptions): void;
+    (source?: SyncWasmSource, options?: InitOptions): void;
   };
 } {
   let pending: Promise<void> | undefined;

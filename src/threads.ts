@@ -6,6 +6,7 @@
 // thread may not block, so there every call runs on the calling thread alone.
 
 import { AttentionError } from "./errors.js";
+import type { WasmMemory, WasmModule } from "./host-types.js";
 
 // Runs in every worker, as a Node eval script or a classic Web Worker from a Blob.
 const WORKER_SOURCE = `
@@ -231,8 +232,8 @@ export function hardwareThreads(): number {
  * thread's instance. Workers never keep a Node process alive.
  */
 export function createPool(
-  module: WebAssembly.Module,
-  memory: WebAssembly.Memory,
+  module: WasmModule,
+  memory: WasmMemory,
   threads: number,
   run: (task: Task) => void,
 ): Pool {
