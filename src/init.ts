@@ -15,6 +15,7 @@ import {
   type WasmSource,
 } from "./runtime.js";
 import { describe } from "./tensor.js";
+import { loadNodeBuiltins } from "./threads.js";
 
 /** Where an entry's packaged wasm comes from, per build: a compiled module or the bytes. */
 export interface PackagedWasm {
@@ -45,6 +46,7 @@ export function createInit(packaged: PackagedWasm): {
     pending = (async () => {
       const [source, options] = splitArguments<WasmSource>(first, second);
       const build = chooseBuild(options);
+      await loadNodeBuiltins(); // a Node without process.getBuiltinModule gets its Worker here
       const threads = resolveThreads(options, build);
       if (source !== undefined) {
         // The caller's wasm, whichever build it is (threads need a build on shared memory).

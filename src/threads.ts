@@ -200,10 +200,48 @@ type NodeWorkerModule = {
   };
 };
 
+type NodeProcess = {
+  versions?: { node?: string };
+  getBuiltinModule?: (name: string) => unknown;
+};
+
+const nodeProcess = (): NodeProcess | undefined =>
+  (globalThis as { process?: NodeProcess }).process;
+
+// Builtins that loadNodeBuiltins() imported, for Nodes without process.getBuiltinModule.
+const importedBuiltins = new Map<string, unknown>();
+
+/** A Node builtin module, synchronously: by process.getBuiltinModule, or as imported before. */
+function nodeBuiltin(name: string): unknown {
+  return nodeProcess()?.getBuiltinModule?.(name) ?? importedBuiltins.get(name);
+}
+
+/**
+ * Where process.getBuiltinModule is missing (Node 18, 20 before 20.16, 22 before 22.3), imports
+ * node:worker_threads and node:os so that the synchronous nodeWorkers() and hardwareThreads() find
+ * them; elsewhere (browsers, Deno and Bun with getBuiltinModule, newer Node) it does nothing.
+ * init() awaits it; initSync() cannot, so there such a Node computes on one thread.
+ */
+export async function loadNodeBuiltins(): Promise<void> {
+  const proc = nodeProcess();
+  if (!proc?.versions?.node || typeof proc.getBuiltinModule === "function") return;
+  for (const name of ["node:worker_threads", "node:os"]) {
+    if (importedBuiltins.has(name)) continue;
+    // The specifier is a variable so that bundlers for the browser do not try to resolve it.
+    const specifier: string = name;
+    try {
+      importedBuiltins.set(
+        name,
+        await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier),
+      );
+    } catch {
+      // Not a real Node after all: threads stay unavailable, with init's warning.
+    }
+  }
+}
+
 function nodeWorkers(): NodeWorkerModule | undefined {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } })
-    .process;
-  return proc?.getBuiltinModule?.("node:worker_threads") as NodeWorkerModule | undefined;
+  return nodeBuiltin("node:worker_threads") as NodeWorkerModule | undefined;
 }
 
 /** Why threads cannot run here, or undefined when they can. */
@@ -218,11 +256,11 @@ export function threadsUnavailable(): string | undefined {
 
 /** The number of threads "auto" means: the hardware's parallelism. */
 export function hardwareThreads(): number {
-  const os = (
-    globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } }
-  ).process?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+  const os = nodeBuiltin("node:os") as
+    { availableParallelism?: () => number; cpus?: () => unknown[] } | undefined;
   const n =
     os?.availableParallelism?.() ??
+    os?.cpus?.().length ??
     (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
   return Math.max(1, Math.min(16, n ?? 1));
 }
