@@ -5,14 +5,22 @@
 import { AttentionError, formatShape } from "./errors.js";
 import { linear } from "./linear.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 
 /**
  * Entropy −Σ p·ln p (natural log, 0·ln 0 = 0) of each distribution along the last axis: weights
  * [..., N] → [...]. A row of zeros (a fully masked query) has entropy 0.
  */
-export function attentionEntropy(weights: Tensor): Tensor {
+export function attentionEntropy(weights: TensorInput): Tensor {
   const op = "attentionEntropy";
+  weights = asTensor(op, "weights", weights);
   checkTensor(op, "weights", weights, ["float32"]);
   const s = weights.shape;
   if (s.length < 1) {
@@ -46,14 +54,20 @@ const ROLLOUT_KEYS = optionKeys<RolloutOptions>({ headFusion: true, residual: tr
  * heads, add the identity (residual), divide each row by its sum; the result [B,N,N] is
  * Â_{L−1} · … · Â_1 · Â_0 (later layers multiply on the left).
  */
-export function attentionRollout(layers: Tensor[], options: RolloutOptions = {}): Tensor {
+export function attentionRollout(
+  layersGiven: readonly TensorInput[],
+  options: RolloutOptions = {},
+): Tensor {
   const op = "attentionRollout";
-  if (!Array.isArray(layers) || layers.length === 0) {
+  if (!Array.isArray(layersGiven) || layersGiven.length === 0) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: layers must be a non-empty array, got ${describe(layers)}`,
+      `${op}: layers must be a non-empty array, got ${describe(layersGiven)}`,
     );
   }
+  const layers: Tensor[] = layersGiven.map((layer: TensorInput, l: number) =>
+    asTensor(op, `layers[${l}]`, layer),
+  );
   checkOptionsObject(op, options, ROLLOUT_KEYS);
   const fusion = options.headFusion ?? "mean";
   if (fusion !== "mean" && fusion !== "max" && fusion !== "min") {

@@ -9,7 +9,13 @@ export {
   type WasmSource,
 } from "./runtime.js";
 export { AttentionError, type AttentionErrorCode } from "./errors.js";
-export { allocTensor, type Tensor, type WasmTensor } from "./tensor.js";
+export {
+  allocTensor,
+  type DimsTensor,
+  type Tensor,
+  type TensorInput,
+  type WasmTensor,
+} from "./tensor.js";
 export {
   scaledDotProductAttention,
   scaledDotProductAttentionAsync,

@@ -3,7 +3,7 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { asTensor, checkOptionsObject, checkTensor, describe, type TensorInput } from "./tensor.js";
 
 export interface HeatmapOptions {
   /** One label per query row (default: the row index). */
@@ -49,8 +49,9 @@ function colour(t: number): string {
  * (query, key) with a hover `<title>`, row and column labels, a title, and a colour legend scaled
  * from 0 to the largest weight.
  */
-export function renderHeatmapSvg(weights: Tensor, options: HeatmapOptions = {}): string {
+export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions = {}): string {
   const op = "renderHeatmapSvg";
+  weights = asTensor(op, "weights", weights);
   checkTensor(op, "weights", weights, ["float32"]);
   const s = weights.shape;
   if (s.length < 2 || s.slice(0, -2).some((d) => d !== 1)) {

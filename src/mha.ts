@@ -18,7 +18,14 @@ import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } fr
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import {
   runPlanned,
   runPlannedAsync,
@@ -237,21 +244,21 @@ export class MultiHeadAttention {
    * `keepForBackward`, also `saved`, for `backward()`.
    */
   forward(
-    query: Tensor,
-    key: Tensor | undefined,
-    value: Tensor | undefined,
+    query: TensorInput,
+    key: TensorInput | undefined,
+    value: TensorInput | undefined,
     options: KeepForBackward,
   ): MultiHeadAttentionResult & { saved: MhaSaved };
   forward(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options?: MultiHeadAttentionForwardOptions,
   ): MultiHeadAttentionResult;
   forward(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options: MultiHeadAttentionForwardOptions = {},
   ): MultiHeadAttentionResult {
     this.#checkLive(FORWARD);
@@ -266,21 +273,21 @@ export class MultiHeadAttention {
    * while calls are pending frees the weights once they have settled.
    */
   forwardAsync(
-    query: Tensor,
-    key: Tensor | undefined,
-    value: Tensor | undefined,
+    query: TensorInput,
+    key: TensorInput | undefined,
+    value: TensorInput | undefined,
     options: KeepForBackward,
   ): Promise<MultiHeadAttentionResult & { saved: MhaSaved }>;
   forwardAsync(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options?: MultiHeadAttentionForwardOptions,
   ): Promise<MultiHeadAttentionResult>;
   async forwardAsync(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options: MultiHeadAttentionForwardOptions = {},
   ): Promise<MultiHeadAttentionResult> {
     const op = `${FORWARD}Async`;
@@ -300,9 +307,9 @@ export class MultiHeadAttention {
    * otherwise their paths are in dQuery) and `grads` of every weight and bias, in the weights'
    * layout. Uses the weights of that forward call, even if setWeights() has run since.
    */
-  backward(gradOutput: Tensor, saved: MhaSaved): MultiHeadAttentionGradients {
+  backward(gradOutput: TensorInput, saved: MhaSaved): MultiHeadAttentionGradients {
     this.#checkLive(BACKWARD);
-    return mhaBackward(BACKWARD, this, gradOutput, saved);
+    return mhaBackward(BACKWARD, this, asTensor(BACKWARD, "gradOutput", gradOutput), saved);
   }
 
   /** Copies of the weights and (with bias) biases, in PyTorch layout. */
@@ -442,12 +449,25 @@ export class MultiHeadAttention {
   // Checks the arguments of a forward call and plans it: its workspace bytes and its steps.
   #planForward(
     op: string,
-    query: Tensor,
-    keyGiven: Tensor | undefined,
-    valueGiven: Tensor | undefined,
+    queryIn: TensorInput,
+    keyIn: TensorInput | undefined,
+    valueIn: TensorInput | undefined,
     options: MultiHeadAttentionForwardOptions,
   ): Planned<MultiHeadAttentionResult> {
     checkOptionsObject(op, options, FORWARD_KEYS);
+    // The { data, shape } forms (ONNX Runtime's { data, dims } accepted), keeping which arguments
+    // are the same object: self-attention stages its input once.
+    const query = asTensor(op, "query", queryIn);
+    const keyGiven =
+      keyIn === undefined ? undefined : keyIn === queryIn ? query : asTensor(op, "key", keyIn);
+    const valueGiven =
+      valueIn === undefined
+        ? undefined
+        : valueIn === queryIn
+          ? query
+          : valueIn === keyIn
+            ? keyGiven
+            : asTensor(op, "value", valueIn);
     const key = keyGiven ?? query;
     const value = valueGiven ?? query;
     const E = this.embedDim;
@@ -493,8 +513,8 @@ export class MultiHeadAttention {
 
     let keyMask: Tensor<Uint8Array> | undefined;
     if (options.keyMask !== undefined) {
-      checkTensor(op, "keyMask", options.keyMask, ["uint8"]);
-      keyMask = options.keyMask as Tensor<Uint8Array>;
+      keyMask = asTensor(op, "keyMask", options.keyMask as TensorInput<Uint8Array>);
+      checkTensor(op, "keyMask", keyMask, ["uint8"]);
       const s = keyMask.shape;
       if (s.length !== 2 || s[0] !== B || s[1] !== Nk) {
         throw new AttentionError(
@@ -503,7 +523,10 @@ export class MultiHeadAttention {
         );
       }
     }
-    const mask = options.mask;
+    const mask =
+      options.mask &&
+      (asTensor(op, "mask", options.mask as TensorInput<Float32Array | Uint8Array>) as
+        Tensor<Uint8Array> | Tensor<Float32Array>);
     let maskShape: readonly number[] | undefined;
     if (mask !== undefined) {
       checkTensor(op, "mask", mask, ["uint8", "float32"]);

@@ -7,7 +7,14 @@ import { AttentionError } from "./errors.js";
 import type { Operand } from "./sdpa.js";
 import { attentionDims } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** A validated rope configuration. */
@@ -79,7 +86,8 @@ export function ropeTableBytes(rows: number, d: number): number {
  * Rotates x [B,H,N,D] (rank 2–4, D even) by the rotary embedding of each row's position; returns a
  * new tensor of the same shape.
  */
-export function applyRope(x: Tensor, options: ApplyRopeOptions = {}): Tensor {
+export function applyRope(x: TensorInput, options: ApplyRopeOptions = {}): Tensor {
+  x = asTensor(OP, "x", x);
   checkTensor(OP, "x", x, ["float32"]);
   checkOptionsObject(OP, options, APPLY_ROPE_KEYS);
   const [B, H, N, D] = attentionDims(OP, "x", x);

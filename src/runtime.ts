@@ -104,12 +104,7 @@ export interface KernelExports {
  * view), or where to fetch them (a URL or string, a `Response` or a promise of one).
  */
 export type WasmSource =
-  | WasmModule
-  | WasmBytes
-  | URLLike
-  | string
-  | ResponseLike
-  | PromiseLike<ResponseLike>;
+  WasmModule | WasmBytes | URLLike | string | ResponseLike | PromiseLike<ResponseLike>;
 
 /** What initSync() accepts as the wasm: a compiled `WebAssembly.Module` or its bytes. */
 export type SyncWasmSource = WasmModule | WasmBytes;

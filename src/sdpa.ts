@@ -15,14 +15,22 @@ import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions {
   /**
    * Boolean mask (Uint8Array: 1 = attend, 0 = masked out) or additive mask (Float32Array, added to
-   * the scaled scores, may hold -Infinity). Broadcasts, numpy-style, to [B, H, Nq, Nk].
+   * the scaled scores, may hold -Infinity). Broadcasts, numpy-style, to [B, H, Nq, Nk]. An ONNX
+   * Runtime tensor ({ data, dims }) is accepted too.
    */
   mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
   /** Keep keys j <= i + offset (see `align`). */
@@ -156,11 +164,12 @@ const OP = "scaledDotProductAttention";
  * outputs zeros, zero weights and lse = -Infinity.
  */
 export function scaledDotProductAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
+  [q, k, v] = attentionInputs(OP, q, k, v);
   const plan = planSdpa(q, k, v, options);
   return withCall(
     OP,
@@ -179,11 +188,12 @@ export function scaledDotProductAttention(
  * with the same AttentionError.
  */
 export async function scaledDotProductAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: ScaledDotProductAttentionOptions = {},
 ): Promise<AttentionResult> {
+  [q, k, v] = attentionInputs(`${OP}Async`, q, k, v);
   const plan = planSdpa(q, k, v, options);
   return withCallAsync(
     `${OP}Async`,
@@ -272,6 +282,16 @@ function planSdpa(
     }
   }
   return plan;
+}
+
+/** q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted). */
+export function attentionInputs(
+  op: string,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+): [Tensor, Tensor, Tensor] {
+  return [asTensor(op, "q", q), asTensor(op, "k", k), asTensor(op, "v", v)];
 }
 
 /** Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4) and returns the sizes. */
@@ -424,16 +444,17 @@ export function planAttention(
 
   let mask: MaskPlan | undefined;
   if (options.mask !== undefined) {
-    checkTensor(OP, "mask", options.mask, ["uint8", "float32"]);
-    const kind = options.mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
+    const tensor = asTensor(OP, "mask", options.mask as TensorInput<Float32Array | Uint8Array>);
+    checkTensor(OP, "mask", tensor, ["uint8", "float32"]);
+    const kind = tensor.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
     const strides = broadcastStrides(
       OP,
       "mask",
-      maskShape ?? options.mask.shape,
+      maskShape ?? tensor.shape,
       [B, H, Nq, Nk],
       "[B,H,Nq,Nk]",
     );
-    mask = { tensor: options.mask, kind, strides };
+    mask = { tensor: tensor as Tensor<Uint8Array> | Tensor<Float32Array>, kind, strides };
   }
 
   const dropout = planDropout(OP, options.dropout);

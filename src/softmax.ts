@@ -4,7 +4,14 @@ import { stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 const OP = "softmax";
@@ -23,7 +30,8 @@ const SOFTMAX_KEYS = optionKeys<SoftmaxOptions>({ axis: true, out: true });
  * Numerically stable softmax along `axis` (default -1, the last). Only -Infinity counts as masked:
  * a line of all -Infinity gives zeros, never NaN.
  */
-export function softmax(x: Tensor, options: SoftmaxOptions = {}): Tensor {
+export function softmax(x: TensorInput, options: SoftmaxOptions = {}): Tensor {
+  x = asTensor(OP, "x", x);
   checkTensor(OP, "x", x, ["float32"]);
   checkOptionsObject(OP, options, SOFTMAX_KEYS);
   const rank = x.shape.length;

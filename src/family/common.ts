@@ -11,7 +11,14 @@ import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
 import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
@@ -102,7 +109,7 @@ export function parameterMatrix(
 /** A parameter vector [n] (bare Float32Array or rank-1 tensor). */
 export function parameterVector(op: string, name: string, x: unknown, n: number): Float32Array {
   if (x === undefined) throw new AttentionError("BAD_OPTION", `${op}: ${name} [${n}] is missing`);
-  const tensor = x instanceof Float32Array ? undefined : (x as Tensor);
+  const tensor = x instanceof Float32Array ? undefined : asTensor(op, name, x as TensorInput);
   const data = x instanceof Float32Array ? x : tensor?.data;
   if (!(data instanceof Float32Array)) {
     throw new AttentionError(
@@ -127,7 +134,11 @@ export function checkFamilyOptions(
   keys: readonly string[],
 ): FamilyOptions {
   checkOptionsObject(op, options, keys);
-  return options as FamilyOptions;
+  const { mask } = options as FamilyOptions;
+  if (mask === undefined) return options as FamilyOptions;
+  // ONNX Runtime's { data, dims } mask in the { data, shape } form.
+  const tensor = asTensor(op, "mask", mask as TensorInput<Float32Array | Uint8Array>);
+  return { ...options, mask: tensor as Tensor<Uint8Array> | Tensor<Float32Array> };
 }
 
 /**

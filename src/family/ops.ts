@@ -1,7 +1,7 @@
 // The public ops of the attention family: each is a score function of src/family/terms.ts.
 
 import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, type Tensor } from "../tensor.js";
+import { checkOptionsObject, type TensorInput } from "../tensor.js";
 import {
   COSINE_OPTION_KEYS,
   FAMILY_OPTION_KEYS,
@@ -39,9 +39,9 @@ function params<T>(op: string, p: T, keys: readonly string[], what = "params"): 
  * projected once per call with the GEMM; the tanh runs four hidden units at a time.
  */
 export function additiveAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: AdditiveParams,
   options: FamilyOptions = {},
 ): FamilyResult {
@@ -50,9 +50,9 @@ export function additiveAttention(
 
 /** additiveAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function additiveAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: AdditiveParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {
@@ -61,9 +61,9 @@ export async function additiveAttentionAsync(
 
 function additive(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: AdditiveParams,
   options: FamilyOptions,
 ): TermsCall {
@@ -74,9 +74,9 @@ function additive(
 
 /** Bilinear (Luong "general") attention: score(q, k) = qᵀ W k with W [Dq, Dk], no scaling. */
 export function bilinearAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: BilinearParams,
   options: FamilyOptions = {},
 ): FamilyResult {
@@ -85,9 +85,9 @@ export function bilinearAttention(
 
 /** bilinearAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function bilinearAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: BilinearParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {
@@ -96,9 +96,9 @@ export async function bilinearAttentionAsync(
 
 function bilinear(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: BilinearParams,
   options: FamilyOptions,
 ): TermsCall {
@@ -112,9 +112,9 @@ function bilinear(
  * 1e-8, so a zero vector has cosine 0 with everything.
  */
 export function cosineAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: CosineOptions = {},
 ): FamilyResult {
   return scoreTermsAttention(...cosine("cosineAttention", q, k, v, options));
@@ -122,15 +122,21 @@ export function cosineAttention(
 
 /** cosineAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function cosineAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: CosineOptions = {},
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...cosine("cosineAttentionAsync", q, k, v, options));
 }
 
-function cosine(op: string, q: Tensor, k: Tensor, v: Tensor, options: CosineOptions): TermsCall {
+function cosine(
+  op: string,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  options: CosineOptions,
+): TermsCall {
   const { temperature } = params(op, options, COSINE_OPTION_KEYS, "options");
   const term = { kind: "cosine", weight: 1, temperature };
   return [op, q, k, v, [term], options, COSINE_OPTION_KEYS, () => "options"];
@@ -141,9 +147,9 @@ function cosine(op: string, q: Tensor, k: Tensor, v: Tensor, options: CosineOpti
  * cosine, each as in its own op), then one softmax. With one term of weight 1 it is that term's op.
  */
 export function hybridAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: HybridParams,
   options: FamilyOptions = {},
 ): FamilyResult {
@@ -161,9 +167,9 @@ export function hybridAttention(
 
 /** hybridAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function hybridAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   p: HybridParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {

@@ -17,7 +17,13 @@ import {
   type Steps,
 } from "../steps.js";
 import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, checkTensor, type Tensor } from "../tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  type Tensor,
+  type TensorInput,
+} from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
@@ -38,14 +44,18 @@ type Pooled = { output: Tensor; weights: Tensor };
  * b [A], context [A]. options.mask: uint8 [B, N] (or [N]), 1 = a real element; a fully masked
  * sequence pools to zeros.
  */
-export function attentionPooling(h: Tensor, params: Params, options: PoolingOptions = {}): Pooled {
+export function attentionPooling(
+  h: TensorInput,
+  params: Params,
+  options: PoolingOptions = {},
+): Pooled {
   const plan = planPooling(OP, h, params, options);
   return runPlanned(OP, plan);
 }
 
 /** attentionPooling that never blocks the calling thread (the pool's workers compute it). */
 export async function attentionPoolingAsync(
-  h: Tensor,
+  h: TensorInput,
   params: Params,
   options: PoolingOptions = {},
 ): Promise<Pooled> {
@@ -57,10 +67,11 @@ export async function attentionPoolingAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planPooling(
   op: string,
-  h: Tensor,
+  h: TensorInput,
   params: Params,
   options: PoolingOptions,
 ): Planned<Pooled> {
+  h = asTensor(op, "h", h);
   checkTensor(op, "h", h, ["float32"]);
   const s = h.shape;
   if (s.length !== 3 && s.length !== 2) {
@@ -76,7 +87,7 @@ function planPooling(
   const A = w.shape[0];
   const bias = parameterVector(op, "params.b", params.b, A);
   const context = parameterVector(op, "params.context", params.context, A);
-  const mask = options.mask;
+  const mask = options.mask === undefined ? undefined : asTensor(op, "mask", options.mask);
   if (mask !== undefined) {
     checkTensor(op, "mask", mask, ["uint8"]);
     const ok =

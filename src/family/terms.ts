@@ -17,7 +17,8 @@ import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
 import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
+import { attentionInputs } from "../sdpa.js";
+import { checkOptionsObject, describe, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
@@ -187,9 +188,9 @@ function featureSize(t: CheckedTerm, d: FamilyDims): number {
  */
 export function scoreTermsAttention(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
   optionsKeys: readonly string[],
@@ -202,9 +203,9 @@ export function scoreTermsAttention(
 /** scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function scoreTermsAttentionAsync(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
   optionsKeys: readonly string[],
@@ -217,14 +218,15 @@ export async function scoreTermsAttentionAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planScoreTerms(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
   optionsKeys: readonly string[],
   label: (index: number) => string = (i) => `terms[${i}]`,
 ): Planned<FamilyResult> {
+  [q, k, v] = attentionInputs(op, q, k, v);
   const d = familyDims(op, q, k, v);
   const options: FamilyOptions = checkFamilyOptions(op, optionsIn, optionsKeys);
   const checked = checkTerms(op, terms, d, label);
