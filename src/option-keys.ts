@@ -23,14 +23,42 @@ export function checkKnownKeys(
   valid: readonly string[],
 ): void {
   for (const key of Object.keys(value)) {
+    if (!valid.includes(key)) throw unknownKey(op, what, key, valid);
+  }
+}
+
+/**
+ * The check of parameter bags (the `params` of the family ops), which users and examples share
+ * between ops (one object holding wq, wk, va and w): other keys pass, but a key that looks like a
+ * misspelling of a valid key the bag lacks (`bais` for `bias`) is a BAD_OPTION error.
+ */
+export function checkMisspelledKeys(
+  op: string,
+  what: string,
+  value: object,
+  valid: readonly string[],
+): void {
+  for (const key of Object.keys(value)) {
     if (valid.includes(key)) continue;
     const closest = closestKey(key, valid);
-    const hint = closest === undefined ? "" : ` did you mean '${closest}'?`;
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: unknown key '${key}' in ${what};${hint} valid keys: ${valid.join(", ")}`,
-    );
+    if (closest !== undefined && !Object.hasOwn(value, closest)) {
+      throw unknownKey(op, what, key, valid);
+    }
   }
+}
+
+function unknownKey(
+  op: string,
+  what: string,
+  key: string,
+  valid: readonly string[],
+): AttentionError {
+  const closest = closestKey(key, valid);
+  const hint = closest === undefined ? "" : ` did you mean '${closest}'?`;
+  return new AttentionError(
+    "BAD_OPTION",
+    `${op}: unknown key '${key}' in ${what};${hint} valid keys: ${valid.join(", ")}`,
+  );
 }
 
 /**

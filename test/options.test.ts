@@ -72,6 +72,8 @@ interface Case {
   /** A misspelling and the valid key it should be matched to. */
   typo: string;
   suggestion: string;
+  /** A params bag (or hybrid term): other keys pass, as ops share bags; misspellings of absent keys fail. */
+  bag?: true;
 }
 
 const poolingParams = {
@@ -164,13 +166,15 @@ const CASES: Case[] = [
   },
   {
     name: "additiveAttention params",
+    bag: true,
     call: (key) => additiveAttention(q3, q3, q3, plus(additiveParams, key)),
     typo: "bais",
     suggestion: "bias",
   },
   {
     name: "bilinearAttention params",
-    call: (key) => bilinearAttention(q3, q3, q3, plus(w, key)),
+    bag: true,
+    call: (key) => bilinearAttention(q3, q3, q3, plus(bad<typeof w>({}), key)),
     typo: "W",
     suggestion: "w",
   },
@@ -182,12 +186,14 @@ const CASES: Case[] = [
   },
   {
     name: "hybridAttention params",
-    call: (key) => hybridAttention(q3, q3, q3, plus({ terms: [] }, key)),
+    bag: true,
+    call: (key) => hybridAttention(q3, q3, q3, plus(bad<{ terms: [] }>({}), key)),
     typo: "term",
     suggestion: "terms",
   },
   {
     name: "hybridAttention term",
+    bag: true,
     call: (key) =>
       hybridAttention(q3, q3, q3, { terms: [plus({ kind: "cosine", weight: 1 }, key)] }),
     typo: "temperture",
@@ -214,7 +220,11 @@ const CASES: Case[] = [
   },
   {
     name: "attentionPooling params",
-    call: (key) => attentionPooling(q3, plus(poolingParams, key)),
+    bag: true,
+    call: (key) => {
+      const { w, b } = poolingParams;
+      return attentionPooling(q3, plus(bad<typeof poolingParams>({ w, b }), key));
+    },
     typo: "contxt",
     suggestion: "context",
   },
@@ -279,12 +289,25 @@ describe("an unknown option key is a BAD_OPTION error naming it and the closest 
     expectUntouched(before);
   });
 
-  it.each(CASES)("$name: a key like nothing valid lists the valid keys", ({ call, suggestion }) => {
-    const error = thrown(() => call("zzzzqqqq"));
-    expect(error.code).toBe("BAD_OPTION");
-    expect(error.message).toContain("unknown key 'zzzzqqqq'");
-    expect(error.message).not.toContain("did you mean");
-    expect(error.message).toContain(suggestion);
+  const strict = CASES.filter((c) => !c.bag);
+  it.each(strict)(
+    "$name: a key like nothing valid lists the valid keys",
+    ({ call, suggestion }) => {
+      const error = thrown(() => call("zzzzqqqq"));
+      expect(error.code).toBe("BAD_OPTION");
+      expect(error.message).toContain("unknown key 'zzzzqqqq'");
+      expect(error.message).not.toContain("did you mean");
+      expect(error.message).toContain(suggestion);
+    },
+  );
+
+  it("a params bag may hold other ops' parameters, but not a misspelling of a missing one", () => {
+    const bag = { ...additiveParams, ...w, wqs: new Float32Array(12), note: "shared" };
+    const shared = additiveAttention(q3, q3, q3, bag).output;
+    expect(shared.data).toEqual(additiveAttention(q3, q3, q3, additiveParams).output.data);
+    expect(bilinearAttention(q3, q3, q3, bag).output.data.every(Number.isFinite)).toBe(true);
+    const error = thrown(() => additiveAttention(q3, q3, q3, plus(bag, "bais")));
+    expect(error.message).toContain("did you mean 'bias'?");
   });
 
   it("the asynchronous twins reject the same way", async () => {

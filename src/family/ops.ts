@@ -1,7 +1,8 @@
 // The public ops of the attention family: each is a score function of src/family/terms.ts.
 
-import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, type TensorInput } from "../tensor.js";
+import { AttentionError } from "../errors.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
+import { checkOptionsObject, describe, type TensorInput } from "../tensor.js";
 import {
   COSINE_OPTION_KEYS,
   FAMILY_OPTION_KEYS,
@@ -28,8 +29,12 @@ const ADDITIVE_KEYS = optionKeys<AdditiveParams>({ wq: true, wk: true, va: true,
 const BILINEAR_KEYS = optionKeys<BilinearParams>({ w: true });
 const HYBRID_KEYS = optionKeys<HybridParams>({ terms: true });
 
-function params<T>(op: string, p: T, keys: readonly string[], what = "params"): T {
-  checkOptionsObject(op, p, keys, what);
+// The params bag of an op: other ops' parameters may share it, misspellings may not.
+function params<T>(op: string, p: T, keys: readonly string[]): T {
+  if (typeof p !== "object" || p === null) {
+    throw new AttentionError("BAD_OPTION", `${op}: params must be an object, got ${describe(p)}`);
+  }
+  checkMisspelledKeys(op, "params", p, keys);
   return p;
 }
 
@@ -137,7 +142,8 @@ function cosine(
   v: TensorInput,
   options: CosineOptions,
 ): TermsCall {
-  const { temperature } = params(op, options, COSINE_OPTION_KEYS, "options");
+  checkOptionsObject(op, options, COSINE_OPTION_KEYS);
+  const { temperature } = options;
   const term = { kind: "cosine", weight: 1, temperature };
   return [op, q, k, v, [term], options, COSINE_OPTION_KEYS, () => "options"];
 }

@@ -16,11 +16,12 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { optionKeys } from "../option-keys.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
 import {
   asTensor,
   checkOptionsObject,
   checkTensor,
+  describe,
   type Tensor,
   type TensorInput,
 } from "../tensor.js";
@@ -81,7 +82,13 @@ function planPooling(
     );
   }
   const [B, N, D] = s.length === 3 ? [s[0], s[1], s[2]] : [1, s[0], s[1]];
-  checkOptionsObject(op, params, PARAMS_KEYS, "params");
+  if (typeof params !== "object" || params === null) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: params must be an object, got ${describe(params)}`,
+    );
+  }
+  checkMisspelledKeys(op, "params", params, PARAMS_KEYS);
   checkOptionsObject(op, options, POOLING_KEYS);
   const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];

@@ -16,9 +16,9 @@ import type { Task } from "../threads.js";
 import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
-import { optionKeys } from "../option-keys.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
 import { attentionInputs } from "../sdpa.js";
-import { checkOptionsObject, describe, type Tensor, type TensorInput } from "../tensor.js";
+import { describe, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
@@ -105,7 +105,9 @@ function checkTerms(
         `${op}: ${at} must be an object, got ${describe(term)}`,
       );
     }
-    if (Object.hasOwn(TERM_KEYS, term.kind)) checkOptionsObject(op, term, TERM_KEYS[term.kind], at);
+    // Terms may share a bag of parameters (as the ops' params do): only misspellings fail.
+    if (Object.hasOwn(TERM_KEYS, term.kind))
+      checkMisspelledKeys(op, at, term, TERM_KEYS[term.kind]);
     const weight = term.weight;
     if (typeof weight !== "number" || !Number.isFinite(weight)) {
       throw new AttentionError(
