@@ -26,6 +26,7 @@ import {
   AttentionError,
   allocTensor,
   type Tensor,
+  type TensorInput,
   type KVCache,
   type WasmSource,
   type InitOptions,
@@ -38,6 +39,9 @@ const bytes = new Uint8Array(8);
 const source: WasmSource = bytes;
 initSync(bytes.buffer);
 const q: Tensor = { data: new Float32Array(4), shape: [2, 2] };
+// ONNX Runtime's form: { data, dims }.
+const fromOnnx: TensorInput = { data: new Float32Array(4), dims: [2, 2] };
+scaledDotProductAttention(fromOnnx, fromOnnx, fromOnnx);
 const { output, lse } = scaledDotProductAttention(q, q, q, { causal: true, window: [Infinity, 0] });
 const sizes: number[] = [output.data.length, lse?.shape[0] ?? 0];
 // @ts-expect-error: a misspelled option is a type error too
