@@ -225,15 +225,16 @@ function nodeBuiltin(name: string): unknown {
 export async function loadNodeBuiltins(): Promise<void> {
   const proc = nodeProcess();
   if (!proc?.versions?.node || typeof proc.getBuiltinModule === "function") return;
+  // import() hidden in a function made from a string: a literal or variable specifier would make
+  // browser bundlers try to resolve it and Miniflare reject the workerd bundle ("dynamic module
+  // specifiers are unsupported"). Only this branch, only in such a Node, ever builds it.
+  const load = new Function("specifier", "return import(specifier)") as (
+    specifier: string,
+  ) => Promise<unknown>;
   for (const name of ["node:worker_threads", "node:os"]) {
     if (importedBuiltins.has(name)) continue;
-    // The specifier is a variable so that bundlers for the browser do not try to resolve it.
-    const specifier: string = name;
     try {
-      importedBuiltins.set(
-        name,
-        await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier),
-      );
+      importedBuiltins.set(name, await load(name));
     } catch {
       // Not a real Node after all: threads stay unavailable, with init's warning.
     }
