@@ -55,17 +55,17 @@ const ROLLOUT_KEYS = optionKeys<RolloutOptions>({ headFusion: true, residual: tr
  * Â_{L−1} · … · Â_1 · Â_0 (later layers multiply on the left).
  */
 export function attentionRollout(
-  layersGiven: readonly TensorInput[],
+  layers: readonly TensorInput[],
   options: RolloutOptions = {},
 ): Tensor {
   const op = "attentionRollout";
-  if (!Array.isArray(layersGiven) || layersGiven.length === 0) {
+  if (!Array.isArray(layers) || layers.length === 0) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: layers must be a non-empty array, got ${describe(layersGiven)}`,
+      `${op}: layers must be a non-empty array, got ${describe(layers)}`,
     );
   }
-  const layers: Tensor[] = layersGiven.map((layer: TensorInput, l: number) =>
+  const tensors: Tensor[] = layers.map((layer: TensorInput, l: number) =>
     asTensor(op, `layers[${l}]`, layer),
   );
   checkOptionsObject(op, options, ROLLOUT_KEYS);
@@ -77,8 +77,8 @@ export function attentionRollout(
     );
   }
   const residual = options.residual ?? true;
-  layers.forEach((layer, l) => checkTensor(op, `layers[${l}]`, layer, ["float32"]));
-  const s = layers[0].shape;
+  tensors.forEach((layer, l) => checkTensor(op, `layers[${l}]`, layer, ["float32"]));
+  const s = tensors[0].shape;
   if (s.length !== 4 || s[2] !== s[3]) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
@@ -86,7 +86,7 @@ export function attentionRollout(
     );
   }
   const [B, H, N] = s;
-  layers.forEach((layer, l) => {
+  tensors.forEach((layer, l) => {
     if (layer.shape.join() !== s.join()) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
@@ -97,7 +97,7 @@ export function attentionRollout(
   const out = new Float32Array(B * N * N);
   for (let b = 0; b < B; b++) {
     let rollout: Float32Array | undefined;
-    for (const layer of layers) {
+    for (const layer of tensors) {
       const a = fuseAndNormalise(layer.data, b, H, N, fusion, residual);
       // rollout ← Â · rollout, i.e. y = Â · (rolloutᵀ)ᵀ with linear(x = Â, w = rolloutᵀ).
       rollout =

@@ -52,6 +52,7 @@ export {
   cosineAttentionAsync,
   hybridAttention,
   hybridAttentionAsync,
+  type CosineOptions,
   type FamilyOptions,
   type FamilyResult,
   type Matrix,
@@ -65,7 +66,7 @@ export {
 } from "./family/block-sparse.js";
 export { sparsePatterns } from "./family/sparse-patterns.js";
 export { hardAttention, hardAttentionAsync, type HardAttentionOptions } from "./family/hard.js";
-export { attentionPooling, attentionPoolingAsync } from "./family/pooling.js";
+export { attentionPooling, attentionPoolingAsync, type PoolingOptions } from "./family/pooling.js";
 export { alibiSlopes } from "./alibi.js";
 export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";
 export { renderHeatmapSvg, type HeatmapOptions } from "./heatmap.js";

@@ -14,7 +14,7 @@ import {
 } from "./common.js";
 import { scoreTermsAttention, scoreTermsAttentionAsync, type ScoreTerm } from "./terms.js";
 
-export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
+export type { CosineOptions, FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
 export type { ScoreTerm } from "./terms.js";
 
 // The arguments of scoreTermsAttention(Async) an op passes on.
