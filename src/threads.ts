@@ -249,6 +249,10 @@ function nodeWorkers(): NodeWorkerModule | undefined {
 export function threadsUnavailable(): string | undefined {
   if (typeof SharedArrayBuffer === "undefined") return "SharedArrayBuffer is not available";
   if (nodeWorkers()) return undefined;
+  if (nodeProcess()?.versions?.node && typeof nodeProcess()?.getBuiltinModule !== "function") {
+    // Only init() can import node:worker_threads (asynchronously) on such a Node.
+    return "this Node has no process.getBuiltinModule, so initSync() cannot start workers; use await init({ threads })";
+  }
   const g = globalThis as { Worker?: unknown; crossOriginIsolated?: boolean };
   if (typeof g.Worker !== "function") return "this runtime has no Worker";
   if (g.crossOriginIsolated === false) return "the page is not cross-origin isolated (COOP/COEP)";

@@ -38,15 +38,42 @@ console.log(JSON.stringify({
 process.exit(0);
 `;
 
+// initSync() cannot wait for an import: it computes on one thread and says how to get threads.
+const SYNC_SCRIPT = (entry: string): string => `
+delete process.getBuiltinModule;
+const warnings = [];
+console.warn = (...args) => warnings.push(args.join(" "));
+const { initSync, runtimeInfo } = await import(${JSON.stringify(entry)});
+initSync({ threads: 2 });
+console.log(JSON.stringify({ threads: runtimeInfo().threads, warnings }));
+process.exit(0);
+`;
+
+/** Runs `source` (given the built entry's URL) in a fresh Node process; its last line of output. */
+function runNode(name: string, source: (entry: string) => string): string {
+  const entry = join(root, "dist", "index.js");
+  if (!existsSync(entry)) throw new Error("dist/ is missing: run `npm run build` first");
+  mkdirSync(dir, { recursive: true });
+  const script = join(dir, name);
+  writeFileSync(script, source(pathToFileURL(entry).href));
+  const out = execFileSync(process.execPath, [script], { encoding: "utf8", timeout: 60_000 });
+  return out.trim().split("\n").at(-1) ?? "{}";
+}
+
 describe("threads where process.getBuiltinModule is missing", () => {
+  it("initSync({ threads: 2 }) computes on one thread and points to init()", () => {
+    const result = JSON.parse(runNode("threads-sync.mjs", SYNC_SCRIPT)) as {
+      threads: number;
+      warnings: string[];
+    };
+    expect(result.threads).toBe(1);
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]).toContain("use await init({ threads })");
+  }, 90_000);
+
   it("init({ threads: 2 }) starts a working pool, with no warning", () => {
-    const entry = join(root, "dist", "index.js");
-    if (!existsSync(entry)) throw new Error("dist/ is missing: run `npm run build` first");
-    mkdirSync(dir, { recursive: true });
-    const script = join(dir, "threads.mjs");
-    writeFileSync(script, SCRIPT(pathToFileURL(entry).href));
-    const out = execFileSync(process.execPath, [script], { encoding: "utf8", timeout: 60_000 });
-    const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as {
+    const out = runNode("threads.mjs", SCRIPT);
+    const result = JSON.parse(out) as {
       getBuiltinModule: string;
       threads: number;
       warnings: string[];
