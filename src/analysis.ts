@@ -4,14 +4,23 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { linear } from "./linear.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 
 /**
  * Entropy −Σ p·ln p (natural log, 0·ln 0 = 0) of each distribution along the last axis: weights
  * [..., N] → [...]. A row of zeros (a fully masked query) has entropy 0.
  */
-export function attentionEntropy(weights: Tensor): Tensor {
+export function attentionEntropy(weights: TensorInput): Tensor {
   const op = "attentionEntropy";
+  weights = asTensor(op, "weights", weights);
   checkTensor(op, "weights", weights, ["float32"]);
   const s = weights.shape;
   if (s.length < 1) {
@@ -38,12 +47,17 @@ export interface RolloutOptions {
   residual?: boolean;
 }
 
+const ROLLOUT_KEYS = optionKeys<RolloutOptions>({ headFusion: true, residual: true });
+
 /**
  * Attention rollout over layers [B,H,N,N] each (layers[0] nearest the input): per layer fuse the
  * heads, add the identity (residual), divide each row by its sum; the result [B,N,N] is
  * Â_{L−1} · … · Â_1 · Â_0 (later layers multiply on the left).
  */
-export function attentionRollout(layers: Tensor[], options: RolloutOptions = {}): Tensor {
+export function attentionRollout(
+  layers: readonly TensorInput[],
+  options: RolloutOptions = {},
+): Tensor {
   const op = "attentionRollout";
   if (!Array.isArray(layers) || layers.length === 0) {
     throw new AttentionError(
@@ -51,7 +65,10 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
       `${op}: layers must be a non-empty array, got ${describe(layers)}`,
     );
   }
-  checkOptionsObject(op, options);
+  const tensors: Tensor[] = layers.map((layer: TensorInput, l: number) =>
+    asTensor(op, `layers[${l}]`, layer),
+  );
+  checkOptionsObject(op, options, ROLLOUT_KEYS);
   const fusion = options.headFusion ?? "mean";
   if (fusion !== "mean" && fusion !== "max" && fusion !== "min") {
     throw new AttentionError(
@@ -60,8 +77,8 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
     );
   }
   const residual = options.residual ?? true;
-  layers.forEach((layer, l) => checkTensor(op, `layers[${l}]`, layer, ["float32"]));
-  const s = layers[0].shape;
+  tensors.forEach((layer, l) => checkTensor(op, `layers[${l}]`, layer, ["float32"]));
+  const s = tensors[0].shape;
   if (s.length !== 4 || s[2] !== s[3]) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
@@ -69,7 +86,7 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
     );
   }
   const [B, H, N] = s;
-  layers.forEach((layer, l) => {
+  tensors.forEach((layer, l) => {
     if (layer.shape.join() !== s.join()) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
@@ -80,7 +97,7 @@ export function attentionRollout(layers: Tensor[], options: RolloutOptions = {})
   const out = new Float32Array(B * N * N);
   for (let b = 0; b < B; b++) {
     let rollout: Float32Array | undefined;
-    for (const layer of layers) {
+    for (const layer of tensors) {
       const a = fuseAndNormalise(layer.data, b, H, N, fusion, residual);
       // rollout ← Â · rollout, i.e. y = Â · (rolloutᵀ)ᵀ with linear(x = Â, w = rolloutᵀ).
       rollout =

@@ -10,14 +10,20 @@ export {
   type WasmSource,
 } from "./runtime.js";
 export { AttentionError, type AttentionErrorCode } from "./errors.js";
-export { allocTensor, type Tensor, type WasmTensor } from "./tensor.js";
+export {
+  allocTensor,
+  type DimsTensor,
+  type Tensor,
+  type TensorInput,
+  type WasmTensor,
+} from "./tensor.js";
 export {
   scaledDotProductAttention,
   scaledDotProductAttentionAsync,
   type ScaledDotProductAttentionOptions,
   type AttentionResult,
 } from "./sdpa.js";
-export { softmax } from "./softmax.js";
+export { softmax, type SoftmaxOptions } from "./softmax.js";
 export {
   linearBackward,
   scaledDotProductAttentionBackward,
@@ -36,7 +42,7 @@ export {
 } from "./mha.js";
 export type { MultiHeadAttentionGradients } from "./mha-backward.js";
 export type { MhaSaved, MhaParameters } from "./mha-saved.js";
-export type { KVCache } from "./kv-cache.js";
+export type { KVCache, KVCacheOptions } from "./kv-cache.js";
 export { applyRope, type ApplyRopeOptions } from "./rope.js";
 export {
   additiveAttention,
@@ -47,6 +53,7 @@ export {
   cosineAttentionAsync,
   hybridAttention,
   hybridAttentionAsync,
+  type CosineOptions,
   type FamilyOptions,
   type FamilyResult,
   type Matrix,
@@ -60,7 +67,7 @@ export {
 } from "./family/block-sparse.js";
 export { sparsePatterns } from "./family/sparse-patterns.js";
 export { hardAttention, hardAttentionAsync, type HardAttentionOptions } from "./family/hard.js";
-export { attentionPooling, attentionPoolingAsync } from "./family/pooling.js";
+export { attentionPooling, attentionPoolingAsync, type PoolingOptions } from "./family/pooling.js";
 export { alibiSlopes } from "./alibi.js";
 export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";
 export { renderHeatmapSvg, type HeatmapOptions } from "./heatmap.js";

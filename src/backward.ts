@@ -5,12 +5,20 @@ import { type Call, stagedBytes } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import {
   attentionInputDims,
+  attentionInputs,
   contiguousOperand,
   planAttention,
   setUpAttention,
+  SDPA_OPTION_KEYS,
   type AttentionOptions,
 } from "./sdpa.js";
-import { checkOptionsObject, checkTensor, type Tensor } from "./tensor.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { linear, weightTensor } from "./linear.js";
 import { Workspace } from "./workspace.js";
 import type { Kernels } from "./runtime.js";
@@ -22,6 +30,9 @@ const OP = "scaledDotProductAttentionBackward";
 
 /** The forward pass's options, and its lse (`returnLse: true`). */
 export type BackwardOptions = AttentionOptions & { lse: Tensor };
+
+/** The keys of {@link BackwardOptions}: the forward pass's options and lse. */
+const BACKWARD_OPTION_KEYS = [...SDPA_OPTION_KEYS.filter((key) => key !== "out"), "lse"];
 
 /** What the attention backward returns: gradients shaped like q, k and v. */
 export interface AttentionGradients {
@@ -38,11 +49,11 @@ export interface AttentionGradients {
  * split across the threads.
  */
 export function scaledDotProductAttentionBackward(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  output: Tensor,
-  gradOutput: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  output: TensorInput,
+  gradOutput: TensorInput,
   options: BackwardOptions,
 ): AttentionGradients {
   return runPlanned(OP, planBackward(OP, q, k, v, output, gradOutput, options));
@@ -50,14 +61,15 @@ export function scaledDotProductAttentionBackward(
 
 /**
  * scaledDotProductAttentionBackward that never blocks the calling thread: with a worker pool the
- * workers compute it (see `init({ threads })`); without one it runs on the calling thread.
+ * workers compute it (see `init({ threads })`); without one it runs on the calling thread. Bad
+ * arguments reject (an async function: they never throw synchronously).
  */
-export function scaledDotProductAttentionBackwardAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  output: Tensor,
-  gradOutput: Tensor,
+export async function scaledDotProductAttentionBackwardAsync(
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  output: TensorInput,
+  gradOutput: TensorInput,
   options: BackwardOptions,
 ): Promise<AttentionGradients> {
   const op = `${OP}Async`;
@@ -66,16 +78,20 @@ export function scaledDotProductAttentionBackwardAsync(
 
 function planBackward(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  output: Tensor,
-  gradOutput: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  output: TensorInput,
+  gradOutput: TensorInput,
   options: BackwardOptions,
 ): Planned<AttentionGradients> {
+  [q, k, v] = attentionInputs(op, q, k, v);
+  output = asTensor(op, "output", output);
+  gradOutput = asTensor(op, "gradOutput", gradOutput);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
-  const { lse, ...forward } = options;
+  checkOptionsObject(op, options, BACKWARD_OPTION_KEYS);
+  const { lse: lseGiven, ...forward } = options;
+  const lse = lseGiven === undefined ? undefined : asTensor(op, "options.lse", lseGiven);
   const plan = planAttention(op, dims, { ...forward, returnWeights: false, returnLse: false });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   const lead = q.shape.slice(0, -2);
@@ -168,11 +184,13 @@ function planBackward(
  * products run on the SIMD GEMM.
  */
 export function linearBackward(
-  x: Tensor,
-  w: Float32Array | Tensor,
-  gradOutput: Tensor,
+  x: TensorInput,
+  w: Float32Array | TensorInput,
+  gradOutput: TensorInput,
 ): { dx: Tensor; dw: Tensor; db: Tensor } {
   const op = "linearBackward";
+  x = asTensor(op, "x", x);
+  gradOutput = asTensor(op, "gradOutput", gradOutput);
   checkTensor(op, "x", x, ["float32"]);
   checkTensor(op, "gradOutput", gradOutput, ["float32"]);
   if (x.shape.length < 1) {

@@ -2,7 +2,8 @@
 // input gives the same bytes (fixed number formatting, no randomness, no dates).
 
 import { AttentionError, formatShape } from "./errors.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import { asTensor, checkOptionsObject, checkTensor, describe, type TensorInput } from "./tensor.js";
 
 export interface HeatmapOptions {
   /** One label per query row (default: the row index). */
@@ -11,6 +12,8 @@ export interface HeatmapOptions {
   colLabels?: readonly string[];
   title?: string;
 }
+
+const HEATMAP_KEYS = optionKeys<HeatmapOptions>({ rowLabels: true, colLabels: true, title: true });
 
 const CELL = 18;
 const FONT = 11;
@@ -46,8 +49,9 @@ function colour(t: number): string {
  * (query, key) with a hover `<title>`, row and column labels, a title, and a colour legend scaled
  * from 0 to the largest weight.
  */
-export function renderHeatmapSvg(weights: Tensor, options: HeatmapOptions = {}): string {
+export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions = {}): string {
   const op = "renderHeatmapSvg";
+  weights = asTensor(op, "weights", weights);
   checkTensor(op, "weights", weights, ["float32"]);
   const s = weights.shape;
   if (s.length < 2 || s.slice(0, -2).some((d) => d !== 1)) {
@@ -56,7 +60,7 @@ export function renderHeatmapSvg(weights: Tensor, options: HeatmapOptions = {}):
       `${op}: weights has shape ${formatShape(s)} but must be [Nq, Nk]`,
     );
   }
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, HEATMAP_KEYS);
   const [rows, cols] = s.slice(-2);
   const labels = (given: readonly string[] | undefined, n: number, name: string): string[] => {
     if (given === undefined) return Array.from({ length: n }, (_, i) => String(i));

@@ -13,9 +13,11 @@ import {
   threadsTerminated,
   type Build,
   type InitOptions,
+  type SyncWasmSource,
   type WasmSource,
 } from "./runtime.js";
 import { describe } from "./tensor.js";
+import { loadNodeBuiltins } from "./threads.js";
 
 /** Where an entry's packaged wasm comes from, per build: a compiled module or the bytes. */
 export interface PackagedWasm {
@@ -36,7 +38,7 @@ export function createInit(packaged: PackagedWasm): {
   };
   initSync: {
     (options?: InitOptions): void;
-    (source?: WebAssembly.Module | BufferSource, options?: InitOptions): void;
+    (source?: SyncWasmSource, options?: InitOptions): void;
   };
 } {
   let pending: Promise<void> | undefined;
@@ -50,6 +52,7 @@ export function createInit(packaged: PackagedWasm): {
     pending = (async () => {
       const [source, options] = splitArguments<WasmSource>(first, second);
       const build = chooseBuild(options);
+      await loadNodeBuiltins(); // a Node without process.getBuiltinModule gets its Worker here
       const threads = resolveThreads(options, build);
       if (source !== undefined) {
         // The caller's wasm, whichever build it is (threads need a build on shared memory).

@@ -5,7 +5,34 @@
 import { AttentionError } from "./errors.js";
 import type { Workspace } from "./workspace.js";
 
-export class KVCache {
+/** Options of `MultiHeadAttention.createCache`. */
+export interface KVCacheOptions {
+  /** Batch entries; default 1. */
+  batch?: number;
+  /** Tokens the cache holds per batch entry. */
+  maxLength: number;
+}
+
+/**
+ * A KV cache made by `MultiHeadAttention.createCache()`: pass it to that module's `forward({ cache })`
+ * to append the call's keys and values and attend over every cached token.
+ */
+export interface KVCache {
+  /** Batch entries. */
+  readonly batch: number;
+  /** Tokens the cache holds per batch entry. */
+  readonly maxLength: number;
+  /** Tokens held per batch entry. */
+  readonly length: number;
+  /** Forgets every token (the memory stays reserved). */
+  reset(): void;
+  /** Frees the cache's WASM memory; using it afterwards throws. */
+  dispose(): void;
+}
+
+// The implementation: its addresses and append/commit are for the owning module only, so the public
+// type above is an interface and this class is not exported from the package.
+export class KVCacheImpl implements KVCache {
   readonly batch: number;
   readonly maxLength: number;
   /** Byte addresses of the key and value buffers (for the owning module). */
@@ -14,7 +41,7 @@ export class KVCache {
   readonly #workspace: Workspace;
   readonly #rowBytes: number;
   readonly #owner: object;
-  readonly #onDispose: (cache: KVCache) => void;
+  readonly #onDispose: (cache: KVCacheImpl) => void;
   #length = 0;
   #disposed = false;
 
@@ -25,7 +52,7 @@ export class KVCache {
     maxLength: number,
     kvDim: number,
     owner: object,
-    onDispose: (cache: KVCache) => void,
+    onDispose: (cache: KVCacheImpl) => void,
   ) {
     this.#workspace = workspace;
     this.batch = batch;

@@ -6,7 +6,7 @@ import { runSteps, type Steps } from "./steps.js";
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { asTensor, checkTensor, describe, type Tensor, type TensorInput } from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 const OP = "linear";
@@ -15,7 +15,8 @@ const OP = "linear";
  * y = x·Wᵀ + b, as PyTorch's `nn.Linear`: x [..., in], W [out, in] row-major (a bare Float32Array
  * of out·in elements, or a Tensor of shape [out, in]), b [out] → y [..., out].
  */
-export function linear(x: Tensor, w: Float32Array | Tensor, b?: Float32Array): Tensor {
+export function linear(x: TensorInput, w: Float32Array | TensorInput, b?: Float32Array): Tensor {
+  x = asTensor(OP, "x", x);
   const p = planLinear(OP, x, w, b);
   return withCall(
     OP,
@@ -35,11 +36,12 @@ export function linear(x: Tensor, w: Float32Array | Tensor, b?: Float32Array): T
  * calling thread. Bad arguments reject with the same AttentionError.
  */
 export async function linearAsync(
-  x: Tensor,
-  w: Float32Array | Tensor,
+  x: TensorInput,
+  w: Float32Array | TensorInput,
   b?: Float32Array,
 ): Promise<Tensor> {
   const op = `${OP}Async`;
+  x = asTensor(op, "x", x);
   const p = planLinear(op, x, w, b);
   return withCallAsync(
     op,
@@ -83,7 +85,12 @@ interface LinearPlan {
   bias: boolean;
 }
 
-function planLinear(op: string, x: Tensor, w: Float32Array | Tensor, b?: Float32Array): LinearPlan {
+function planLinear(
+  op: string,
+  x: Tensor,
+  w: Float32Array | TensorInput,
+  b?: Float32Array,
+): LinearPlan {
   checkTensor(op, "x", x, ["float32"]);
   if (x.shape.length < 1) {
     throw new AttentionError(
@@ -183,10 +190,11 @@ export function* projectSteps(
 export function weightTensor(
   op: string,
   name: string,
-  w: Float32Array | Tensor,
+  given: Float32Array | TensorInput,
   inFeatures: number,
   outFeatures?: number,
 ): Tensor {
+  const w = given instanceof Float32Array ? given : asTensor(op, name, given);
   if (w instanceof Float32Array) {
     const out = outFeatures ?? (inFeatures > 0 ? w.length / inFeatures : 0);
     if (

@@ -10,14 +10,22 @@
 import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { weightTensor } from "./linear.js";
-import { KVCache } from "./kv-cache.js";
+import { KVCacheImpl, type KVCache, type KVCacheOptions } from "./kv-cache.js";
 import { mhaBackward, type MultiHeadAttentionGradients } from "./mha-backward.js";
 import { unpackWeights } from "./packed-weights.js";
 import { keep, type MhaParameters, type MhaSaved, type SavedState } from "./mha-saved.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import {
   runPlanned,
   runPlannedAsync,
@@ -93,6 +101,44 @@ export interface MultiHeadAttentionResult {
   saved?: MhaSaved;
 }
 
+// The keys of each options object the module takes: any other key is a BAD_OPTION error.
+const CONSTRUCTOR_KEYS = optionKeys<MultiHeadAttentionOptions>({
+  embedDim: true,
+  numHeads: true,
+  numKvHeads: true,
+  kdim: true,
+  vdim: true,
+  bias: true,
+  weights: true,
+  rope: true,
+  seed: true,
+});
+const WEIGHT_KEYS = optionKeys<MultiHeadAttentionWeights>({
+  wq: true,
+  wk: true,
+  wv: true,
+  wo: true,
+  bq: true,
+  bk: true,
+  bv: true,
+  bo: true,
+});
+const ROPE_KEYS = optionKeys<NonNullable<MultiHeadAttentionOptions["rope"]>>({
+  base: true,
+  style: true,
+});
+const FORWARD_KEYS = optionKeys<MultiHeadAttentionForwardOptions>({
+  keyMask: true,
+  mask: true,
+  causal: true,
+  window: true,
+  needWeights: true,
+  averageWeights: true,
+  cache: true,
+  keepForBackward: true,
+});
+const CACHE_KEYS = optionKeys<KVCacheOptions>({ batch: true, maxLength: true });
+
 /** Forward options that keep the state for backward(): forward then returns `saved`. */
 export type KeepForBackward = MultiHeadAttentionForwardOptions & { keepForBackward: true };
 
@@ -124,12 +170,12 @@ export class MultiHeadAttention {
   readonly #kernels: Kernels;
   readonly #projections: { q: Projection; k: Projection; v: Projection; o: Projection };
   readonly #blocks: number[] = [];
-  readonly #caches = new Set<KVCache>();
+  readonly #caches = new Set<KVCacheImpl>();
   #disposed = false;
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
   constructor(options: MultiHeadAttentionOptions) {
-    checkOptionsObject(NAME, options);
+    checkOptionsObject(NAME, options, CONSTRUCTOR_KEYS);
     const E = positiveInt(options.embedDim, "embedDim");
     const H = positiveInt(options.numHeads, "numHeads");
     const Hkv =
@@ -164,6 +210,7 @@ export class MultiHeadAttention {
     }
     const hd = E / H;
     const kvDim = hd * Hkv;
+    if (options.rope !== undefined) checkOptionsObject(NAME, options.rope, ROPE_KEYS, "rope");
     this.rope =
       options.rope === undefined ? undefined : checkRopeConfig(NAME, "rope", options.rope, hd);
     const w = options.weights
@@ -197,21 +244,21 @@ export class MultiHeadAttention {
    * `keepForBackward`, also `saved`, for `backward()`.
    */
   forward(
-    query: Tensor,
-    key: Tensor | undefined,
-    value: Tensor | undefined,
+    query: TensorInput,
+    key: TensorInput | undefined,
+    value: TensorInput | undefined,
     options: KeepForBackward,
   ): MultiHeadAttentionResult & { saved: MhaSaved };
   forward(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options?: MultiHeadAttentionForwardOptions,
   ): MultiHeadAttentionResult;
   forward(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options: MultiHeadAttentionForwardOptions = {},
   ): MultiHeadAttentionResult {
     this.#checkLive(FORWARD);
@@ -226,21 +273,21 @@ export class MultiHeadAttention {
    * while calls are pending frees the weights once they have settled.
    */
   forwardAsync(
-    query: Tensor,
-    key: Tensor | undefined,
-    value: Tensor | undefined,
+    query: TensorInput,
+    key: TensorInput | undefined,
+    value: TensorInput | undefined,
     options: KeepForBackward,
   ): Promise<MultiHeadAttentionResult & { saved: MhaSaved }>;
   forwardAsync(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options?: MultiHeadAttentionForwardOptions,
   ): Promise<MultiHeadAttentionResult>;
   async forwardAsync(
-    query: Tensor,
-    key?: Tensor,
-    value?: Tensor,
+    query: TensorInput,
+    key?: TensorInput,
+    value?: TensorInput,
     options: MultiHeadAttentionForwardOptions = {},
   ): Promise<MultiHeadAttentionResult> {
     const op = `${FORWARD}Async`;
@@ -260,9 +307,9 @@ export class MultiHeadAttention {
    * otherwise their paths are in dQuery) and `grads` of every weight and bias, in the weights'
    * layout. Uses the weights of that forward call, even if setWeights() has run since.
    */
-  backward(gradOutput: Tensor, saved: MhaSaved): MultiHeadAttentionGradients {
+  backward(gradOutput: TensorInput, saved: MhaSaved): MultiHeadAttentionGradients {
     this.#checkLive(BACKWARD);
-    return mhaBackward(BACKWARD, this, gradOutput, saved);
+    return mhaBackward(BACKWARD, this, asTensor(BACKWARD, "gradOutput", gradOutput), saved);
   }
 
   /** Copies of the weights and (with bias) biases, in PyTorch layout. */
@@ -331,13 +378,13 @@ export class MultiHeadAttention {
   }
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
-  createCache(options: { batch?: number; maxLength: number }): KVCache {
+  createCache(options: KVCacheOptions): KVCache {
     this.#checkLive(`${NAME}.createCache`);
-    checkOptionsObject(`${NAME}.createCache`, options);
+    checkOptionsObject(`${NAME}.createCache`, options, CACHE_KEYS);
     const batch =
       options.batch === undefined ? 1 : positiveInt(options.batch, "batch", `${NAME}.createCache`);
     const maxLength = positiveInt(options.maxLength, "maxLength", `${NAME}.createCache`);
-    const cache = new KVCache(
+    const cache = new KVCacheImpl(
       this.#kernels.workspace,
       batch,
       maxLength,
@@ -402,12 +449,25 @@ export class MultiHeadAttention {
   // Checks the arguments of a forward call and plans it: its workspace bytes and its steps.
   #planForward(
     op: string,
-    query: Tensor,
-    keyGiven: Tensor | undefined,
-    valueGiven: Tensor | undefined,
+    queryIn: TensorInput,
+    keyIn: TensorInput | undefined,
+    valueIn: TensorInput | undefined,
     options: MultiHeadAttentionForwardOptions,
   ): Planned<MultiHeadAttentionResult> {
-    checkOptionsObject(op, options);
+    checkOptionsObject(op, options, FORWARD_KEYS);
+    // The { data, shape } forms (ONNX Runtime's { data, dims } accepted), keeping which arguments
+    // are the same object: self-attention stages its input once.
+    const query = asTensor(op, "query", queryIn);
+    const keyGiven =
+      keyIn === undefined ? undefined : keyIn === queryIn ? query : asTensor(op, "key", keyIn);
+    const valueGiven =
+      valueIn === undefined
+        ? undefined
+        : valueIn === queryIn
+          ? query
+          : valueIn === keyIn
+            ? keyGiven
+            : asTensor(op, "value", valueIn);
     const key = keyGiven ?? query;
     const value = valueGiven ?? query;
     const E = this.embedDim;
@@ -424,7 +484,7 @@ export class MultiHeadAttention {
           `${formatShape(value.shape)} must share the batch B, and key and value the length Nk`,
       );
     }
-    const cache = options.cache;
+    const cache = options.cache as KVCacheImpl | undefined; // checked below
     if (options.keepForBackward !== undefined && typeof options.keepForBackward !== "boolean") {
       throw new AttentionError(
         "BAD_OPTION",
@@ -440,7 +500,7 @@ export class MultiHeadAttention {
     }
     let past = 0;
     if (cache !== undefined) {
-      if (!(cache instanceof KVCache) || !cache.belongsTo(this)) {
+      if (!(cache instanceof KVCacheImpl) || !cache.belongsTo(this)) {
         throw new AttentionError(
           "BAD_OPTION",
           `${op}: cache must come from this module's createCache()`,
@@ -453,8 +513,8 @@ export class MultiHeadAttention {
 
     let keyMask: Tensor<Uint8Array> | undefined;
     if (options.keyMask !== undefined) {
-      checkTensor(op, "keyMask", options.keyMask, ["uint8"]);
-      keyMask = options.keyMask as Tensor<Uint8Array>;
+      keyMask = asTensor(op, "keyMask", options.keyMask as TensorInput<Uint8Array>);
+      checkTensor(op, "keyMask", keyMask, ["uint8"]);
       const s = keyMask.shape;
       if (s.length !== 2 || s[0] !== B || s[1] !== Nk) {
         throw new AttentionError(
@@ -463,7 +523,10 @@ export class MultiHeadAttention {
         );
       }
     }
-    const mask = options.mask;
+    const mask =
+      options.mask &&
+      (asTensor(op, "mask", options.mask as TensorInput<Float32Array | Uint8Array>) as
+        Tensor<Uint8Array> | Tensor<Float32Array>);
     let maskShape: readonly number[] | undefined;
     if (mask !== undefined) {
       checkTensor(op, "mask", mask, ["uint8", "float32"]);
@@ -697,9 +760,7 @@ function checkWeights(
   bias: boolean,
   op: string = NAME,
 ): CheckedWeights {
-  if (typeof w !== "object" || w === null) {
-    throw new AttentionError("BAD_OPTION", `${op}: weights must be an object, got ${describe(w)}`);
-  }
+  checkOptionsObject(op, w, WEIGHT_KEYS, "weights");
   const checked: CheckedWeights = {
     wq: weightTensor(op, "weights.wq", w.wq, E, E),
     wk: weightTensor(op, "weights.wk", w.wk, kdim, kvDim),

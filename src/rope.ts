@@ -6,7 +6,15 @@ import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError } from "./errors.js";
 import type { Operand } from "./sdpa.js";
 import { attentionDims } from "./shapes.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** A validated rope configuration. */
@@ -26,6 +34,12 @@ export interface ApplyRopeOptions {
 }
 
 const OP = "applyRope";
+const APPLY_ROPE_KEYS = optionKeys<ApplyRopeOptions>({
+  base: true,
+  style: true,
+  positions: true,
+  positionOffset: true,
+});
 const STYLE_CODE = { neox: 0, gptj: 1 } as const;
 
 export function checkRopeConfig(
@@ -72,8 +86,10 @@ export function ropeTableBytes(rows: number, d: number): number {
  * Rotates x [B,H,N,D] (rank 2–4, D even) by the rotary embedding of each row's position; returns a
  * new tensor of the same shape.
  */
-export function applyRope(x: Tensor, options: ApplyRopeOptions = {}): Tensor {
+export function applyRope(x: TensorInput, options: ApplyRopeOptions = {}): Tensor {
+  x = asTensor(OP, "x", x);
   checkTensor(OP, "x", x, ["float32"]);
+  checkOptionsObject(OP, options, APPLY_ROPE_KEYS);
   const [B, H, N, D] = attentionDims(OP, "x", x);
   const config = checkRopeConfig(OP, "options", options, D);
   const positions = rowPositions(options, N);
@@ -134,7 +150,6 @@ export function applyRopeInPlace(
 }
 
 function rowPositions(options: ApplyRopeOptions, N: number): ArrayLike<number> {
-  checkOptionsObject(OP, options);
   if (options.positions !== undefined) {
     const p = options.positions;
     if (!(p instanceof Int32Array) && !Array.isArray(p)) {

@@ -3,12 +3,14 @@
 
 import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
 import { AttentionError } from "./errors.js";
+import type { ResponseLike, URLLike, WasmBytes, WasmMemory, WasmModule } from "./host-types.js";
+import { checkKnownKeys, optionKeys } from "./option-keys.js";
 import { createPool, hardwareThreads, threadsUnavailable, type Pool } from "./threads.js";
 import { Workspace } from "./workspace.js";
 
 /** The functions the wasm module exports (see assembly/index.ts). */
 export interface KernelExports {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   heapBase(): number;
   buildKind(): number;
   sdpaScratchBytes(d: number, dv: number, keys: number): number;
@@ -97,9 +99,15 @@ export interface KernelExports {
   ): void;
 }
 
-/** What init() accepts as the wasm: a compiled module, its bytes, or where to fetch them. */
+/**
+ * What init() accepts as the wasm: a compiled `WebAssembly.Module`, its bytes (an ArrayBuffer or a
+ * view), or where to fetch them (a URL or string, a `Response` or a promise of one).
+ */
 export type WasmSource =
-  WebAssembly.Module | BufferSource | URL | string | Response | PromiseLike<Response>;
+  WasmModule | WasmBytes | URLLike | string | ResponseLike | PromiseLike<ResponseLike>;
+
+/** What initSync() accepts as the wasm: a compiled `WebAssembly.Module` or its bytes. */
+export type SyncWasmSource = WasmModule | WasmBytes;
 
 export interface InitOptions {
   /**
@@ -115,6 +123,8 @@ export interface InitOptions {
    */
   simd?: "auto" | "relaxed" | "simd128" | "scalar";
 }
+
+const INIT_OPTION_KEYS = optionKeys<InitOptions>({ threads: true, simd: true });
 
 export interface Kernels {
   exports: KernelExports;
@@ -167,6 +177,7 @@ export function chooseBuild(options: InitOptions | undefined): Build {
       `init: options must be an object, got ${typeof options}`,
     );
   }
+  if (options !== undefined) checkKnownKeys("init", "options", options, INIT_OPTION_KEYS);
   const { threads, simd = "auto" } = options ?? {};
   if (
     threads !== undefined &&
@@ -195,7 +206,7 @@ export function chooseBuild(options: InitOptions | undefined): Build {
 }
 
 /** Instantiates a compiled module and makes it the active instance. */
-export function activate(module: WebAssembly.Module, threads = 1): void {
+export function activate(module: WasmModule, threads = 1): void {
   // A threaded build imports its memory: one shared memory for this instance and every worker's.
   const imports = WebAssembly.Module.imports(module);
   const memory = imports.some((i) => i.kind === "memory")
@@ -287,17 +298,17 @@ export function restartThreads(options: InitOptions | undefined): void {
 }
 
 /** Compiles bytes synchronously, with a clear error when the runtime lacks SIMD. */
-export function compileSync(bytes: BufferSource): WebAssembly.Module {
+export function compileSync(bytes: WasmBytes): WasmModule {
   try {
-    return new WebAssembly.Module(bytes);
+    return new WebAssembly.Module(bytes as BufferSource);
   } catch (err) {
     throw compileError(err);
   }
 }
 
-export async function compileAsync(bytes: BufferSource): Promise<WebAssembly.Module> {
+export async function compileAsync(bytes: WasmBytes): Promise<WasmModule> {
   try {
-    return await WebAssembly.compile(bytes);
+    return await WebAssembly.compile(bytes as BufferSource);
   } catch (err) {
     throw compileError(err);
   }

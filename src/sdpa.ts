@@ -14,14 +14,23 @@ import {
 import type { Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions {
   /**
    * Boolean mask (Uint8Array: 1 = attend, 0 = masked out) or additive mask (Float32Array, added to
-   * the scaled scores, may hold -Infinity). Broadcasts, numpy-style, to [B, H, Nq, Nk].
+   * the scaled scores, may hold -Infinity). Broadcasts, numpy-style, to [B, H, Nq, Nk]. An ONNX
+   * Runtime tensor ({ data, dims }) is accepted too.
    */
   mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
   /** Keep keys j <= i + offset (see `align`). */
@@ -55,6 +64,27 @@ export interface ScaledDotProductAttentionOptions {
   /** Write the output here (length B·H·Nq·Dv) instead of a fresh array. Must not overlap k or v. */
   out?: Float32Array;
 }
+
+/** The keys of {@link ScaledDotProductAttentionOptions}: any other key is a BAD_OPTION error. */
+export const SDPA_OPTION_KEYS = optionKeys<ScaledDotProductAttentionOptions>({
+  mask: true,
+  causal: true,
+  align: true,
+  window: true,
+  scale: true,
+  softcap: true,
+  alibiSlopes: true,
+  globalTokens: true,
+  dropout: true,
+  returnWeights: true,
+  returnLse: true,
+  out: true,
+});
+
+const DROPOUT_KEYS = optionKeys<NonNullable<ScaledDotProductAttentionOptions["dropout"]>>({
+  p: true,
+  seed: true,
+});
 
 /** What the attention ops return. Arrays are fresh copies owned by the caller (or `out`). */
 export interface AttentionResult {
@@ -134,11 +164,12 @@ const OP = "scaledDotProductAttention";
  * outputs zeros, zero weights and lse = -Infinity.
  */
 export function scaledDotProductAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
+  [q, k, v] = attentionInputs(OP, q, k, v);
   const plan = planSdpa(q, k, v, options);
   return withCall(
     OP,
@@ -157,11 +188,12 @@ export function scaledDotProductAttention(
  * with the same AttentionError.
  */
 export async function scaledDotProductAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: ScaledDotProductAttentionOptions = {},
 ): Promise<AttentionResult> {
+  [q, k, v] = attentionInputs(`${OP}Async`, q, k, v);
   const plan = planSdpa(q, k, v, options);
   return withCallAsync(
     `${OP}Async`,
@@ -231,7 +263,8 @@ function planSdpa(
 ): AttentionPlan {
   const dims = attentionInputDims(OP, q, k, v);
   const { B, H, Nq, Dv } = dims;
-  const plan = planAttention(OP, dims, options ?? {});
+  checkOptionsObject(OP, options, SDPA_OPTION_KEYS);
+  const plan = planAttention(OP, dims, options);
   const out = options.out;
   if (out !== undefined) {
     if (!(out instanceof Float32Array)) {
@@ -249,6 +282,16 @@ function planSdpa(
     }
   }
   return plan;
+}
+
+/** q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted). */
+export function attentionInputs(
+  op: string,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+): [Tensor, Tensor, Tensor] {
+  return [asTensor(op, "q", q), asTensor(op, "k", k), asTensor(op, "v", v)];
 }
 
 /** Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4) and returns the sizes. */
@@ -290,7 +333,8 @@ export function planAttention(
   maskShape?: readonly number[],
 ): AttentionPlan {
   const OP = op;
-  checkOptionsObject(OP, options);
+  // The public op has checked its own keys; every internal caller passes a subset of these.
+  checkOptionsObject(OP, options, SDPA_OPTION_KEYS);
   const { B, H, Nq, Nk, D } = dims;
   const align = options.align ?? "lower-right";
   if (align !== "lower-right" && align !== "upper-left") {
@@ -394,21 +438,26 @@ export function planAttention(
     }
   }
 
+  if (options.window !== undefined && globalKeys === undefined) {
+    checkWindowLeavesKeys(OP, options.window, options.causal === true, Nq, Nk, diagOffset);
+  }
+
   let mask: MaskPlan | undefined;
   if (options.mask !== undefined) {
-    checkTensor(OP, "mask", options.mask, ["uint8", "float32"]);
-    const kind = options.mask.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
+    const tensor = asTensor(OP, "mask", options.mask as TensorInput<Float32Array | Uint8Array>);
+    checkTensor(OP, "mask", tensor, ["uint8", "float32"]);
+    const kind = tensor.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
     const strides = broadcastStrides(
       OP,
       "mask",
-      maskShape ?? options.mask.shape,
+      maskShape ?? tensor.shape,
       [B, H, Nq, Nk],
       "[B,H,Nq,Nk]",
     );
-    mask = { tensor: options.mask, kind, strides };
+    mask = { tensor: tensor as Tensor<Uint8Array> | Tensor<Float32Array>, kind, strides };
   }
 
-  const dropout = planDropout(options.dropout);
+  const dropout = planDropout(OP, options.dropout);
 
   return {
     ...dims,
@@ -432,8 +481,11 @@ export function planAttention(
  * The kernel's form of `dropout: { p, seed }` (assembly/dropout.ts): keys whose 24-bit hash is below
  * round(p·2^24) are dropped, the others scaled by 1/(1 − p). Undefined when p is 0 or rounds to 0.
  */
-function planDropout(dropout: unknown): DropoutPlan | undefined {
+function planDropout(OP: string, dropout: unknown): DropoutPlan | undefined {
   if (dropout === undefined) return undefined;
+  if (typeof dropout === "object" && dropout !== null) {
+    checkOptionsObject(OP, dropout, DROPOUT_KEYS, "dropout");
+  }
   const { p, seed } = (typeof dropout === "object" && dropout !== null ? dropout : {}) as {
     p?: unknown;
     seed?: unknown;
@@ -453,6 +505,37 @@ function planDropout(dropout: unknown): DropoutPlan | undefined {
   const threshold = Math.round(p * 2 ** 24);
   if (threshold === 0) return undefined;
   return { threshold, scale: 1 / (1 - p), seed: seed >>> 0 };
+}
+
+/**
+ * Throws BAD_OPTION when the window (intersected with causal) leaves no key visible to any query row
+ * of the call. Row i sees keys i + offset − left <= j <= i + offset + right, within [0, Nk): this is
+ * empty for every row when left + right < 0 (FlashAttention writes "no bound" as −1, so its [-1, 0]
+ * would silently zero every output here), or when the band misses [0, Nk) for every row. Shifted
+ * windows that still reach some key stay legal.
+ */
+function checkWindowLeavesKeys(
+  OP: string,
+  window: readonly [number, number],
+  causal: boolean,
+  Nq: number,
+  Nk: number,
+  offset: number,
+): void {
+  if (Nq === 0 || Nk === 0) return; // nothing to see either way
+  const [left, right] = window;
+  const effectiveRight = causal ? Math.min(right, 0) : right;
+  // Rows whose band reaches a key: i + offset + right >= 0 and i + offset − left <= Nk − 1.
+  const firstRow = Math.max(0, -offset - effectiveRight);
+  const lastRow = Math.min(Nq - 1, Nk - 1 - offset + left);
+  if (left + effectiveRight >= 0 && firstRow <= lastRow) return;
+  const given = `window [${left}, ${right}]${causal ? " with causal" : ""}`;
+  throw new AttentionError(
+    "BAD_OPTION",
+    `${OP}: ${given} leaves no key visible to any query (row i sees keys i + ${offset} - (${left}) <= j <= ` +
+      `i + ${offset} + ${effectiveRight} of Nk = ${Nk}, for Nq = ${Nq}); a negative bound shifts the window ` +
+      `rather than removing it: use Infinity for no bound, e.g. [Infinity, 0]`,
+  );
 }
 
 function isWindowBound(x: unknown): boolean {

@@ -3,17 +3,37 @@
 import { stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
-import { checkTensor, describe, type Tensor } from "./tensor.js";
+import { optionKeys } from "./option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 const OP = "softmax";
+
+/** Options of {@link softmax}. */
+export interface SoftmaxOptions {
+  /** The axis to normalise along; default -1 (the last). */
+  axis?: number;
+  /** Write the result here (x's length) instead of a fresh array. */
+  out?: Float32Array;
+}
+
+const SOFTMAX_KEYS = optionKeys<SoftmaxOptions>({ axis: true, out: true });
 
 /**
  * Numerically stable softmax along `axis` (default -1, the last). Only -Infinity counts as masked:
  * a line of all -Infinity gives zeros, never NaN.
  */
-export function softmax(x: Tensor, options: { axis?: number; out?: Float32Array } = {}): Tensor {
+export function softmax(x: TensorInput, options: SoftmaxOptions = {}): Tensor {
+  x = asTensor(OP, "x", x);
   checkTensor(OP, "x", x, ["float32"]);
+  checkOptionsObject(OP, options, SOFTMAX_KEYS);
   const rank = x.shape.length;
   const axisOption = options.axis ?? -1;
   if (

@@ -2,6 +2,7 @@
 // so that ops use it without copying.
 
 import { AttentionError, formatShape } from "./errors.js";
+import { checkKnownKeys } from "./option-keys.js";
 import { kernels } from "./runtime.js";
 import type { Workspace } from "./workspace.js";
 
@@ -9,6 +10,62 @@ import type { Workspace } from "./workspace.js";
 export interface Tensor<T extends Float32Array | Uint8Array = Float32Array> {
   data: T;
   shape: readonly number[];
+}
+
+/**
+ * A tensor as ONNX Runtime writes it (`new ort.Tensor("float32", data, dims)`): `dims` instead of
+ * `shape`. Accepted wherever a Tensor is.
+ */
+export interface DimsTensor<T extends Float32Array | Uint8Array = Float32Array> {
+  readonly data: T;
+  readonly dims: readonly number[];
+}
+
+/** What the ops accept as a tensor: `{ data, shape }`, or ONNX Runtime's `{ data, dims }`. */
+export type TensorInput<T extends Float32Array | Uint8Array = Float32Array> =
+  Tensor<T> | DimsTensor<T>;
+
+/**
+ * The `{ data, shape }` form of a tensor argument: an object with `dims` (ONNX Runtime's tensors)
+ * is read as `{ data, shape: dims }` without copying; with both `dims` and `shape` they must agree
+ * (SHAPE_MISMATCH). Anything else is returned as is, for checkTensor to judge.
+ */
+export function asTensor<T extends Float32Array | Uint8Array>(
+  op: string,
+  name: string,
+  value: TensorInput<T>,
+): Tensor<T>;
+export function asTensor(op: string, name: string, value: unknown): unknown;
+export function asTensor(op: string, name: string, value: unknown): unknown {
+  if (typeof value !== "object" || value === null || !("dims" in value)) return value;
+  const { dims } = value as { dims: unknown };
+  if ("shape" in value) {
+    const { shape } = value as { shape: unknown };
+    const same =
+      Array.isArray(shape) &&
+      Array.isArray(dims) &&
+      shape.length === dims.length &&
+      shape.every((n, i) => n === dims[i]);
+    if (!same) {
+      throw new AttentionError(
+        "SHAPE_MISMATCH",
+        `${op}: ${name} has shape ${describe(shape)} but dims ${describe(dims)}; give one, or equal ones`,
+      );
+    }
+    return value;
+  }
+  let data: unknown;
+  try {
+    data = (value as unknown as { data: unknown }).data;
+  } catch (err) {
+    // ONNX Runtime throws when the data is not on the CPU (a GPU tensor).
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name}.data cannot be read (${err instanceof Error ? err.message : String(err)}); ` +
+        `download the tensor first (ONNX Runtime: await tensor.getData())`,
+    );
+  }
+  return { data, shape: dims };
 }
 
 /** A tensor stored in WASM memory. `data` is re-viewed on every access, so it stays valid across
@@ -145,7 +202,7 @@ export function checkTensor(
   if (typeof value !== "object" || value === null || !("data" in value) || !("shape" in value)) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: ${name} must be a tensor { data, shape }, got ${describe(value)}`,
+      `${op}: ${name} must be a tensor { data, shape } (or ONNX Runtime's { data, dims }), got ${describe(value)}`,
     );
   }
   const { data, shape } = value as { data: unknown; shape: unknown };
@@ -179,12 +236,22 @@ export function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** Throws BAD_OPTION unless the options argument of `op` is an object. */
-export function checkOptionsObject(op: string, options: unknown): asserts options is object {
+/**
+ * Throws BAD_OPTION unless the options argument of `op` (or a nested options object, named by
+ * `what`) is an object whose keys are all in `valid` (declared once per op with optionKeys, so a
+ * misspelled option is an error naming the closest valid key instead of being silently ignored).
+ */
+export function checkOptionsObject(
+  op: string,
+  options: unknown,
+  valid: readonly string[],
+  what = "options",
+): asserts options is object {
   if (typeof options !== "object" || options === null) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: options must be an object, got ${describe(options)}`,
+      `${op}: ${what} must be an object, got ${describe(options)}`,
     );
   }
+  checkKnownKeys(op, what, options, valid);
 }

@@ -6,6 +6,7 @@
 // thread may not block, so there every call runs on the calling thread alone.
 
 import { AttentionError } from "./errors.js";
+import type { WasmMemory, WasmModule } from "./host-types.js";
 
 // Runs in every worker, as a Node eval script (CommonJS or an ES module) or a classic Web Worker
 // from a Blob.
@@ -267,16 +268,59 @@ type NodeWorkerModule = {
   };
 };
 
+type NodeProcess = {
+  versions?: { node?: string };
+  getBuiltinModule?: (name: string) => unknown;
+};
+
+const nodeProcess = (): NodeProcess | undefined =>
+  (globalThis as { process?: NodeProcess }).process;
+
+// Builtins that loadNodeBuiltins() imported, for Nodes without process.getBuiltinModule.
+const importedBuiltins = new Map<string, unknown>();
+
+/** A Node builtin module, synchronously: by process.getBuiltinModule, or as imported before. */
+function nodeBuiltin(name: string): unknown {
+  return nodeProcess()?.getBuiltinModule?.(name) ?? importedBuiltins.get(name);
+}
+
+/**
+ * Where process.getBuiltinModule is missing (Node 18, 20 before 20.16, 22 before 22.3), imports
+ * node:worker_threads and node:os so that the synchronous nodeWorkers() and hardwareThreads() find
+ * them; elsewhere (browsers, Deno and Bun with getBuiltinModule, newer Node) it does nothing.
+ * init() awaits it; initSync() cannot, so there such a Node computes on one thread.
+ */
+export async function loadNodeBuiltins(): Promise<void> {
+  const proc = nodeProcess();
+  if (!proc?.versions?.node || typeof proc.getBuiltinModule === "function") return;
+  // import() hidden in a function made from a string: a literal or variable specifier would make
+  // browser bundlers try to resolve it and Miniflare reject the workerd bundle ("dynamic module
+  // specifiers are unsupported"). Only this branch, only in such a Node, ever builds it.
+  const load = new Function("specifier", "return import(specifier)") as (
+    specifier: string,
+  ) => Promise<unknown>;
+  for (const name of ["node:worker_threads", "node:os"]) {
+    if (importedBuiltins.has(name)) continue;
+    try {
+      importedBuiltins.set(name, await load(name));
+    } catch {
+      // Not a real Node after all: threads stay unavailable, with init's warning.
+    }
+  }
+}
+
 function nodeWorkers(): NodeWorkerModule | undefined {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } })
-    .process;
-  return proc?.getBuiltinModule?.("node:worker_threads") as NodeWorkerModule | undefined;
+  return nodeBuiltin("node:worker_threads") as NodeWorkerModule | undefined;
 }
 
 /** Why threads cannot run here, or undefined when they can. */
 export function threadsUnavailable(): string | undefined {
   if (typeof SharedArrayBuffer === "undefined") return "SharedArrayBuffer is not available";
   if (nodeWorkers()) return undefined;
+  if (nodeProcess()?.versions?.node && typeof nodeProcess()?.getBuiltinModule !== "function") {
+    // Only init() can import node:worker_threads (asynchronously) on such a Node.
+    return "this Node has no process.getBuiltinModule, so initSync() cannot start workers; use await init({ threads })";
+  }
   const g = globalThis as { Worker?: unknown; crossOriginIsolated?: boolean };
   if (typeof g.Worker !== "function") return "this runtime has no Worker";
   if (g.crossOriginIsolated === false) return "the page is not cross-origin isolated (COOP/COEP)";
@@ -285,11 +329,11 @@ export function threadsUnavailable(): string | undefined {
 
 /** The number of threads "auto" means: the hardware's parallelism. */
 export function hardwareThreads(): number {
-  const os = (
-    globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } }
-  ).process?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+  const os = nodeBuiltin("node:os") as
+    { availableParallelism?: () => number; cpus?: () => unknown[] } | undefined;
   const n =
     os?.availableParallelism?.() ??
+    os?.cpus?.().length ??
     (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
   return Math.max(1, Math.min(16, n ?? 1));
 }
@@ -299,8 +343,8 @@ export function hardwareThreads(): number {
  * thread's instance. Workers keep a Node process alive only while an asynchronous call is pending.
  */
 export function createPool(
-  module: WebAssembly.Module,
-  memory: WebAssembly.Memory,
+  module: WasmModule,
+  memory: WasmMemory,
   threads: number,
   run: (task: Task) => void,
 ): Pool {

@@ -6,6 +6,7 @@
 
 import { ALLOC_ALIGN, ALLOC_SLACK } from "../assembly/shared.js";
 import { AttentionError } from "./errors.js";
+import type { WasmMemory } from "./host-types.js";
 
 const PAGE_BYTES = 65536;
 /** wasm32 can address 4 GiB. */
@@ -17,14 +18,14 @@ interface FreeBlock {
 }
 
 export class Workspace {
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private readonly free: FreeBlock[] = [];
   private readonly used = new Map<number, number>();
   private f32View: Float32Array;
   private u8View: Uint8Array;
   private i32View: Int32Array;
 
-  constructor(memory: WebAssembly.Memory, heapBase: number) {
+  constructor(memory: WasmMemory, heapBase: number) {
     this.memory = memory;
     const start = roundUp(heapBase, ALLOC_ALIGN);
     const end = memory.buffer.byteLength;

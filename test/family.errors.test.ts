@@ -67,7 +67,7 @@ mask.data[NK] = 1;
 /** Every op still computes correctly (checked against the references). */
 function expectWorks(): void {
   const opts = { mask, returnWeights: true };
-  const a = additiveAttention(q, k, v, P, opts);
+  const a = additiveAttention(q, k, v, { wq: P.wq, wk: P.wk, va: P.va, bias: P.bias }, opts);
   const ra = referenceAdditive(q, k, v, P, { mask });
   expectClose(a.output, ra.output, TOL, "additive output");
   expectClose(a.weights, ra.weights, TOL, "additive weights");

@@ -20,6 +20,7 @@ import {
   type ScaledDotProductAttentionOptions,
   type Tensor,
 } from "../src/index";
+import type { KVCacheImpl } from "../src/kv-cache";
 import { kernels } from "../src/runtime";
 import {
   closeProblem,
@@ -971,8 +972,10 @@ function decodeMatchesFull(s: CacheSetup): void {
     if (s.poison) {
       const f32 = kernels("test").workspace.f32;
       const floats = B * (N + 3) * (E_CACHE / s.H) * s.Hkv;
-      f32.fill(NaN, cache.keysPtr >>> 2, (cache.keysPtr >>> 2) + floats);
-      f32.fill(NaN, cache.valuesPtr >>> 2, (cache.valuesPtr >>> 2) + floats);
+      // The addresses are internal (not on the public KVCache type).
+      const { keysPtr, valuesPtr } = cache as KVCacheImpl;
+      f32.fill(NaN, keysPtr >>> 2, (keysPtr >>> 2) + floats);
+      f32.fill(NaN, valuesPtr >>> 2, (valuesPtr >>> 2) + floats);
     }
     expect(cache.length).toBe(0);
     expect(cache.maxLength).toBe(N + 3);

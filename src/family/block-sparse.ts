@@ -8,6 +8,7 @@ import { AttentionError, formatShape } from "../errors.js";
 import {
   attentionBytes,
   attentionInputDims,
+  attentionInputs,
   contiguousOperand,
   planAttention,
   type AttentionResult,
@@ -20,7 +21,15 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 export interface BlockSparseOptions {
@@ -35,6 +44,13 @@ export interface BlockSparseOptions {
 }
 
 const OP = "blockSparseAttention";
+const BLOCK_SPARSE_KEYS = optionKeys<BlockSparseOptions>({
+  layout: true,
+  blockSize: true,
+  scale: true,
+  causal: true,
+  returnWeights: true,
+});
 
 /**
  * Scaled dot-product attention where query block r attends key block c only if layout[r][c] is 1.
@@ -42,9 +58,9 @@ const OP = "blockSparseAttention";
  * blocks are all dropped output zeros.
  */
 export function blockSparseAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: BlockSparseOptions,
 ): AttentionResult {
   const plan = planBlockSparse(OP, q, k, v, options);
@@ -53,9 +69,9 @@ export function blockSparseAttention(
 
 /** blockSparseAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function blockSparseAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: BlockSparseOptions,
 ): Promise<AttentionResult> {
   const op = `${OP}Async`;
@@ -66,14 +82,16 @@ export async function blockSparseAttentionAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planBlockSparse(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: BlockSparseOptions,
 ): Planned<AttentionResult> {
+  [q, k, v] = attentionInputs(op, q, k, v);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
-  const { layout, blockSize: bs } = options;
+  checkOptionsObject(op, options, BLOCK_SPARSE_KEYS);
+  const bs = options.blockSize;
+  const layout = options.layout === undefined ? undefined : asTensor(op, "layout", options.layout);
   if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
     throw new AttentionError(
       "BAD_OPTION",

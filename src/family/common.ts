@@ -10,7 +10,15 @@ import { type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
@@ -26,6 +34,18 @@ export interface FamilyOptions {
   /** Also return the probabilities [B, Nq, Nk]. */
   returnWeights?: boolean;
 }
+
+/** Options of cosineAttention: those of the family, and the temperature. */
+export type CosineOptions = FamilyOptions & { temperature?: number };
+
+/** The keys of {@link FamilyOptions} (additive, bilinear and hybrid attention). */
+export const FAMILY_OPTION_KEYS = optionKeys<FamilyOptions>({ mask: true, returnWeights: true });
+/** The keys of {@link CosineOptions}. */
+export const COSINE_OPTION_KEYS = optionKeys<CosineOptions>({
+  mask: true,
+  returnWeights: true,
+  temperature: true,
+});
 
 /** What the 3-D ops return: output [B, Nq, Dv] (the rank of q), weights [B, Nq, Nk]. */
 export interface FamilyResult {
@@ -89,7 +109,7 @@ export function parameterMatrix(
 /** A parameter vector [n] (bare Float32Array or rank-1 tensor). */
 export function parameterVector(op: string, name: string, x: unknown, n: number): Float32Array {
   if (x === undefined) throw new AttentionError("BAD_OPTION", `${op}: ${name} [${n}] is missing`);
-  const tensor = x instanceof Float32Array ? undefined : (x as Tensor);
+  const tensor = x instanceof Float32Array ? undefined : asTensor(op, name, x as TensorInput);
   const data = x instanceof Float32Array ? x : tensor?.data;
   if (!(data instanceof Float32Array)) {
     throw new AttentionError(
@@ -107,9 +127,18 @@ export function parameterVector(op: string, name: string, x: unknown, n: number)
   return data;
 }
 
-export function checkFamilyOptions(op: string, options: unknown): FamilyOptions {
-  checkOptionsObject(op, options);
-  return options as FamilyOptions;
+/** Checks an options object of a 3-D op against the keys that op declares. */
+export function checkFamilyOptions(
+  op: string,
+  options: unknown,
+  keys: readonly string[],
+): FamilyOptions {
+  checkOptionsObject(op, options, keys);
+  const { mask } = options as FamilyOptions;
+  if (mask === undefined) return options as FamilyOptions;
+  // ONNX Runtime's { data, dims } mask in the { data, shape } form.
+  const tensor = asTensor(op, "mask", mask as TensorInput<Float32Array | Uint8Array>);
+  return { ...options, mask: tensor as Tensor<Uint8Array> | Tensor<Float32Array> };
 }
 
 /**

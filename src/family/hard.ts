@@ -7,8 +7,14 @@ import { AttentionError } from "../errors.js";
 import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
-import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
-import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
+import {
+  attentionInputDims,
+  attentionInputs,
+  planAttention,
+  type AttentionResult,
+} from "../sdpa.js";
+import { optionKeys } from "../option-keys.js";
+import { checkOptionsObject, describe, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 
 export interface HardAttentionOptions {
@@ -22,6 +28,12 @@ export interface HardAttentionOptions {
 }
 
 const OP = "hardAttention";
+const HARD_KEYS = optionKeys<HardAttentionOptions>({
+  topK: true,
+  scale: true,
+  mask: true,
+  returnWeights: true,
+});
 
 /**
  * Hard attention: each query row keeps its topK largest scaled scores (after the mask), takes a
@@ -29,9 +41,9 @@ const OP = "hardAttention";
  * the number of visible keys keeps them all. q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv].
  */
 export function hardAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: HardAttentionOptions,
 ): AttentionResult {
   const plan = planHard(OP, q, k, v, options);
@@ -40,9 +52,9 @@ export function hardAttention(
 
 /** hardAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function hardAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: HardAttentionOptions,
 ): Promise<AttentionResult> {
   const op = `${OP}Async`;
@@ -54,13 +66,14 @@ export async function hardAttentionAsync(
 // across threads by batch entries, or by groups of query heads sharing a kv head when B = 1.
 function planHard(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   options: HardAttentionOptions,
 ): Planned<AttentionResult> {
+  [q, k, v] = attentionInputs(op, q, k, v);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options);
+  checkOptionsObject(op, options, HARD_KEYS);
   const { topK } = options;
   if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
     throw new AttentionError(

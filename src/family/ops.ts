@@ -1,21 +1,40 @@
 // The public ops of the attention family: each is a score function of src/family/terms.ts.
 
 import { AttentionError } from "../errors.js";
-import { describe, type Tensor } from "../tensor.js";
-import type { FamilyOptions, FamilyResult } from "./common.js";
-import type { Matrix, Vector } from "./common.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
+import { checkOptionsObject, describe, type TensorInput } from "../tensor.js";
+import {
+  COSINE_OPTION_KEYS,
+  FAMILY_OPTION_KEYS,
+  type CosineOptions,
+  type FamilyOptions,
+  type FamilyResult,
+  type Matrix,
+  type Vector,
+} from "./common.js";
 import { scoreTermsAttention, scoreTermsAttentionAsync, type ScoreTerm } from "./terms.js";
 
-export type { FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
+export type { CosineOptions, FamilyOptions, FamilyResult, Matrix, Vector } from "./common.js";
 export type { ScoreTerm } from "./terms.js";
 
 // The arguments of scoreTermsAttention(Async) an op passes on.
 type TermsCall = Parameters<typeof scoreTermsAttention>;
 
-function params<T>(op: string, p: T): T {
+type AdditiveParams = { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector };
+type BilinearParams = { w: Matrix };
+type HybridParams = { terms: ScoreTerm[] };
+
+// The keys of each op's params: any other key is a BAD_OPTION error.
+const ADDITIVE_KEYS = optionKeys<AdditiveParams>({ wq: true, wk: true, va: true, bias: true });
+const BILINEAR_KEYS = optionKeys<BilinearParams>({ w: true });
+const HYBRID_KEYS = optionKeys<HybridParams>({ terms: true });
+
+// The params bag of an op: other ops' parameters may share it, misspellings may not.
+function params<T>(op: string, p: T, keys: readonly string[]): T {
   if (typeof p !== "object" || p === null) {
     throw new AttentionError("BAD_OPTION", `${op}: params must be an object, got ${describe(p)}`);
   }
+  checkMisspelledKeys(op, "params", p, keys);
   return p;
 }
 
@@ -25,10 +44,10 @@ function params<T>(op: string, p: T): T {
  * projected once per call with the GEMM; the tanh runs four hidden units at a time.
  */
 export function additiveAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: AdditiveParams,
   options: FamilyOptions = {},
 ): FamilyResult {
   return scoreTermsAttention(...additive("additiveAttention", q, k, v, p, options));
@@ -36,10 +55,10 @@ export function additiveAttention(
 
 /** additiveAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function additiveAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: AdditiveParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...additive("additiveAttentionAsync", q, k, v, p, options));
@@ -47,23 +66,23 @@ export async function additiveAttentionAsync(
 
 function additive(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { wq: Matrix; wk: Matrix; va: Vector; bias?: Vector },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: AdditiveParams,
   options: FamilyOptions,
 ): TermsCall {
-  const { wq, wk, va, bias } = params(op, p);
+  const { wq, wk, va, bias } = params(op, p, ADDITIVE_KEYS);
   const term = { kind: "additive", weight: 1, wq, wk, va, bias }; // va, bias checked by the engine
-  return [op, q, k, v, [term], options, () => "params"];
+  return [op, q, k, v, [term], options, FAMILY_OPTION_KEYS, () => "params"];
 }
 
 /** Bilinear (Luong "general") attention: score(q, k) = qᵀ W k with W [Dq, Dk], no scaling. */
 export function bilinearAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { w: Matrix },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: BilinearParams,
   options: FamilyOptions = {},
 ): FamilyResult {
   return scoreTermsAttention(...bilinear("bilinearAttention", q, k, v, p, options));
@@ -71,10 +90,10 @@ export function bilinearAttention(
 
 /** bilinearAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function bilinearAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { w: Matrix },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: BilinearParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...bilinear("bilinearAttentionAsync", q, k, v, p, options));
@@ -82,14 +101,15 @@ export async function bilinearAttentionAsync(
 
 function bilinear(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { w: Matrix },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: BilinearParams,
   options: FamilyOptions,
 ): TermsCall {
-  const { w } = params(op, p);
-  return [op, q, k, v, [{ kind: "bilinear", weight: 1, w }], options, () => "params"];
+  const { w } = params(op, p, BILINEAR_KEYS);
+  const term = { kind: "bilinear", weight: 1, w };
+  return [op, q, k, v, [term], options, FAMILY_OPTION_KEYS, () => "params"];
 }
 
 /**
@@ -97,33 +117,35 @@ function bilinear(
  * 1e-8, so a zero vector has cosine 0 with everything.
  */
 export function cosineAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  options: FamilyOptions & { temperature?: number } = {},
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  options: CosineOptions = {},
 ): FamilyResult {
   return scoreTermsAttention(...cosine("cosineAttention", q, k, v, options));
 }
 
 /** cosineAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function cosineAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  options: FamilyOptions & { temperature?: number } = {},
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  options: CosineOptions = {},
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...cosine("cosineAttentionAsync", q, k, v, options));
 }
 
 function cosine(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  options: FamilyOptions & { temperature?: number },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  options: CosineOptions,
 ): TermsCall {
-  const { temperature } = params(op, options) as { temperature?: number };
-  return [op, q, k, v, [{ kind: "cosine", weight: 1, temperature }], options, () => "options"];
+  checkOptionsObject(op, options, COSINE_OPTION_KEYS);
+  const { temperature } = options;
+  const term = { kind: "cosine", weight: 1, temperature };
+  return [op, q, k, v, [term], options, COSINE_OPTION_KEYS, () => "options"];
 }
 
 /**
@@ -131,24 +153,33 @@ function cosine(
  * cosine, each as in its own op), then one softmax. With one term of weight 1 it is that term's op.
  */
 export function hybridAttention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { terms: ScoreTerm[] },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: HybridParams,
   options: FamilyOptions = {},
 ): FamilyResult {
   const op = "hybridAttention";
-  return scoreTermsAttention(op, q, k, v, params(op, p).terms, options);
+  return scoreTermsAttention(
+    op,
+    q,
+    k,
+    v,
+    params(op, p, HYBRID_KEYS).terms,
+    options,
+    FAMILY_OPTION_KEYS,
+  );
 }
 
 /** hybridAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function hybridAttentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  p: { terms: ScoreTerm[] },
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: HybridParams,
   options: FamilyOptions = {},
 ): Promise<FamilyResult> {
   const op = "hybridAttentionAsync";
-  return scoreTermsAttentionAsync(op, q, k, v, params(op, p).terms, options);
+  const terms = params(op, p, HYBRID_KEYS).terms;
+  return scoreTermsAttentionAsync(op, q, k, v, terms, options, FAMILY_OPTION_KEYS);
 }

@@ -16,13 +16,28 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkOptionsObject, checkTensor, describe, type Tensor } from "../tensor.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
+import {
+  asTensor,
+  checkOptionsObject,
+  checkTensor,
+  describe,
+  type Tensor,
+  type TensorInput,
+} from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
 
 type Params = { w: Matrix; b: Vector; context: Vector };
+/** Options of attentionPooling. */
+export interface PoolingOptions {
+  /** uint8 [B, N] (or [N]), 1 = a real element. */
+  mask?: Tensor<Uint8Array>;
+}
+const PARAMS_KEYS = optionKeys<Params>({ w: true, b: true, context: true });
+const POOLING_KEYS = optionKeys<PoolingOptions>({ mask: true });
 type Pooled = { output: Tensor; weights: Tensor };
 
 /**
@@ -31,9 +46,9 @@ type Pooled = { output: Tensor; weights: Tensor };
  * sequence pools to zeros.
  */
 export function attentionPooling(
-  h: Tensor,
+  h: TensorInput,
   params: Params,
-  options: { mask?: Tensor<Uint8Array> } = {},
+  options: PoolingOptions = {},
 ): Pooled {
   const plan = planPooling(OP, h, params, options);
   return runPlanned(OP, plan);
@@ -41,9 +56,9 @@ export function attentionPooling(
 
 /** attentionPooling that never blocks the calling thread (the pool's workers compute it). */
 export async function attentionPoolingAsync(
-  h: Tensor,
+  h: TensorInput,
   params: Params,
-  options: { mask?: Tensor<Uint8Array> } = {},
+  options: PoolingOptions = {},
 ): Promise<Pooled> {
   const op = `${OP}Async`;
   const plan = planPooling(op, h, params, options);
@@ -53,10 +68,11 @@ export async function attentionPoolingAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planPooling(
   op: string,
-  h: Tensor,
+  h: TensorInput,
   params: Params,
-  options: { mask?: Tensor<Uint8Array> },
+  options: PoolingOptions,
 ): Planned<Pooled> {
+  h = asTensor(op, "h", h);
   checkTensor(op, "h", h, ["float32"]);
   const s = h.shape;
   if (s.length !== 3 && s.length !== 2) {
@@ -72,12 +88,13 @@ function planPooling(
       `${op}: params must be an object, got ${describe(params)}`,
     );
   }
-  checkOptionsObject(op, options);
+  checkMisspelledKeys(op, "params", params, PARAMS_KEYS);
+  checkOptionsObject(op, options, POOLING_KEYS);
   const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];
   const bias = parameterVector(op, "params.b", params.b, A);
   const context = parameterVector(op, "params.context", params.context, A);
-  const mask = options.mask;
+  const mask = options.mask === undefined ? undefined : asTensor(op, "mask", options.mask);
   if (mask !== undefined) {
     checkTensor(op, "mask", mask, ["uint8"]);
     const ok =

@@ -3,7 +3,39 @@
 // returns a uint8 tensor [numBlocks, numBlocks], 1 = query block r attends key block c.
 
 import { AttentionError } from "../errors.js";
-import { describe, type Tensor } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
+
+interface StridedOptions {
+  stride: number;
+  causal?: boolean;
+}
+interface FixedOptions {
+  stride: number;
+  summary?: number;
+  causal?: boolean;
+}
+interface LongformerOptions {
+  window: number;
+  globalBlocks?: readonly number[];
+}
+interface BigBirdOptions {
+  window: number;
+  globalBlocks?: readonly number[];
+  randomBlocks: number;
+  seed?: number;
+}
+
+// The keys of each pattern's options: any other key is a BAD_OPTION error.
+const STRIDED_KEYS = optionKeys<StridedOptions>({ stride: true, causal: true });
+const FIXED_KEYS = optionKeys<FixedOptions>({ stride: true, summary: true, causal: true });
+const LONGFORMER_KEYS = optionKeys<LongformerOptions>({ window: true, globalBlocks: true });
+const BIGBIRD_KEYS = optionKeys<BigBirdOptions>({
+  window: true,
+  globalBlocks: true,
+  randomBlocks: true,
+  seed: true,
+});
 
 function count(op: string, name: string, x: unknown, min: number): number {
   if (typeof x !== "number" || !Number.isInteger(x) || x < min) {
@@ -73,9 +105,10 @@ export const sparsePatterns = {
    * Sparse Transformer "strided": block r attends the previous `stride` blocks (itself included)
    * and every block a multiple of `stride` back. `causal` (default true) drops future blocks.
    */
-  strided(numBlocks: number, options: { stride: number; causal?: boolean }): Tensor<Uint8Array> {
+  strided(numBlocks: number, options: StridedOptions): Tensor<Uint8Array> {
     blocks("strided", numBlocks);
-    const stride = count("strided", "stride", options?.stride, 1);
+    checkOptionsObject("sparsePatterns.strided", options, STRIDED_KEYS);
+    const stride = count("strided", "stride", options.stride, 1);
     const causal = options.causal ?? true;
     return build(numBlocks, (r, c) => {
       if (causal && c > r) return false;
@@ -88,12 +121,10 @@ export const sparsePatterns = {
    * Sparse Transformer "fixed": blocks attend within their chunk of `stride` blocks, and every block
    * attends the last `summary` (default 1) blocks of each chunk. `causal` (default true).
    */
-  fixed(
-    numBlocks: number,
-    options: { stride: number; summary?: number; causal?: boolean },
-  ): Tensor<Uint8Array> {
+  fixed(numBlocks: number, options: FixedOptions): Tensor<Uint8Array> {
     blocks("fixed", numBlocks);
-    const stride = count("fixed", "stride", options?.stride, 1);
+    checkOptionsObject("sparsePatterns.fixed", options, FIXED_KEYS);
+    const stride = count("fixed", "stride", options.stride, 1);
     const summary = count("fixed", "summary", options.summary ?? 1, 1);
     if (summary > stride) {
       throw new AttentionError(
@@ -109,12 +140,10 @@ export const sparsePatterns = {
   },
 
   /** Longformer: a sliding window of `window` blocks on each side, plus global blocks (rows and columns). */
-  longformer(
-    numBlocks: number,
-    options: { window: number; globalBlocks?: readonly number[] },
-  ): Tensor<Uint8Array> {
+  longformer(numBlocks: number, options: LongformerOptions): Tensor<Uint8Array> {
     blocks("longformer", numBlocks);
-    const window = count("longformer", "window", options?.window, 0);
+    checkOptionsObject("sparsePatterns.longformer", options, LONGFORMER_KEYS);
+    const window = count("longformer", "window", options.window, 0);
     const globals = globalSet("longformer", options.globalBlocks, numBlocks);
     return build(
       numBlocks,
@@ -126,17 +155,10 @@ export const sparsePatterns = {
    * BigBird: Longformer's window and global blocks, plus `randomBlocks` random key blocks per query
    * block, drawn from `seed` (default 0), so a seed gives the same layout every time.
    */
-  bigbird(
-    numBlocks: number,
-    options: {
-      window: number;
-      globalBlocks?: readonly number[];
-      randomBlocks: number;
-      seed?: number;
-    },
-  ): Tensor<Uint8Array> {
+  bigbird(numBlocks: number, options: BigBirdOptions): Tensor<Uint8Array> {
     blocks("bigbird", numBlocks);
-    const window = count("bigbird", "window", options?.window, 0);
+    checkOptionsObject("sparsePatterns.bigbird", options, BIGBIRD_KEYS);
+    const window = count("bigbird", "window", options.window, 0);
     const randomBlocks = count("bigbird", "randomBlocks", options.randomBlocks, 0);
     const globals = globalSet("bigbird", options.globalBlocks, numBlocks);
     const seed = count("bigbird", "seed", options.seed ?? 0, 0);

@@ -16,7 +16,9 @@ import type { Task } from "../threads.js";
 import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
 import { broadcastStrides } from "../shapes.js";
-import { describe, type Tensor } from "../tensor.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
+import { attentionInputs } from "../sdpa.js";
+import { describe, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
@@ -46,6 +48,32 @@ export type ScoreTerm =
     }
   | { kind: "bilinear"; weight: number; w: Matrix }
   | { kind: "cosine"; weight: number; temperature?: number };
+
+// The keys of each kind of term: any other key is a BAD_OPTION error.
+const TERM_KEYS: { readonly [K in ScoreTerm["kind"]]: readonly string[] } = {
+  "scaled-dot": optionKeys<Extract<ScoreTerm, { kind: "scaled-dot" }>>({
+    kind: true,
+    weight: true,
+  }),
+  additive: optionKeys<Extract<ScoreTerm, { kind: "additive" }>>({
+    kind: true,
+    weight: true,
+    wq: true,
+    wk: true,
+    va: true,
+    bias: true,
+  }),
+  bilinear: optionKeys<Extract<ScoreTerm, { kind: "bilinear" }>>({
+    kind: true,
+    weight: true,
+    w: true,
+  }),
+  cosine: optionKeys<Extract<ScoreTerm, { kind: "cosine" }>>({
+    kind: true,
+    weight: true,
+    temperature: true,
+  }),
+};
 
 type CheckedTerm =
   | { kind: "scaled-dot"; factor: number }
@@ -77,6 +105,9 @@ function checkTerms(
         `${op}: ${at} must be an object, got ${describe(term)}`,
       );
     }
+    // Terms may share a bag of parameters (as the ops' params do): only misspellings fail.
+    if (Object.hasOwn(TERM_KEYS, term.kind))
+      checkMisspelledKeys(op, at, term, TERM_KEYS[term.kind]);
     const weight = term.weight;
     if (typeof weight !== "number" || !Number.isFinite(weight)) {
       throw new AttentionError(
@@ -159,43 +190,47 @@ function featureSize(t: CheckedTerm, d: FamilyDims): number {
  */
 export function scoreTermsAttention(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label?: (index: number) => string,
 ): FamilyResult {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
   return runPlanned(op, plan);
 }
 
 /** scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). */
 export async function scoreTermsAttentionAsync(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label?: (index: number) => string,
 ): Promise<FamilyResult> {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, label);
+  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
   return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planScoreTerms(
   op: string,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
   terms: unknown,
   optionsIn: unknown,
+  optionsKeys: readonly string[],
   label: (index: number) => string = (i) => `terms[${i}]`,
 ): Planned<FamilyResult> {
+  [q, k, v] = attentionInputs(op, q, k, v);
   const d = familyDims(op, q, k, v);
-  const options: FamilyOptions = checkFamilyOptions(op, optionsIn);
+  const options: FamilyOptions = checkFamilyOptions(op, optionsIn, optionsKeys);
   const checked = checkTerms(op, terms, d, label);
   const dots = checked.filter((t) => t.kind !== "additive");
   const additive = checked.filter((t) => t.kind === "additive");

@@ -248,7 +248,26 @@ export function caseArb(s: ArbSettings): fc.Arbitrary<Case> {
       const Hkv = divisors[kvPick % divisors.length];
       const globals = [...new Set(globalPicks.map((g) => g % c.Nk))];
       return { ...c, B, H, Hkv, globals };
-    });
+    })
+    .filter((c) => c.globals.length > 0 || !windowHidesEveryKey(c));
+}
+
+/**
+ * Whether the case's window (with causal) leaves no key visible to any query row: such a call is a
+ * BAD_OPTION error (a window like [-1, 0] is FlashAttention's spelling of "no bound"), not a case.
+ */
+export function windowHidesEveryKey(c: Case): boolean {
+  if (!c.window || c.Nq === 0 || c.Nk === 0) return false;
+  const [left, right] = c.window;
+  const offset = c.align === "upper-left" ? 0 : c.Nk - c.Nq;
+  for (let i = 0; i < c.Nq; i++) {
+    for (let j = 0; j < c.Nk; j++) {
+      const diagonal = i + offset;
+      const inWindow = diagonal - left <= j && j <= diagonal + right;
+      if (inWindow && (!c.causal || j <= diagonal)) return false;
+    }
+  }
+  return true;
 }
 
 const POISON = [NaN, Infinity, -Infinity];
