@@ -30,6 +30,8 @@ const NODE_PROCESS_SUITES = [
   "test/docs-api.test.ts",
   "test/cli.test.ts",
   "test/process-exit.test.ts",
+  "test/types-consumers.test.ts",
+  "test/threads-node-builtins.test.ts",
   "test/init-options.test.ts",
   "test/demo.test.ts",
   "test/page.test.ts",

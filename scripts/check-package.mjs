@@ -20,7 +20,9 @@ const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit"
 const KiB = 1024;
 const WASM_BUDGET = 64 * KiB;
 const CORE_BUDGET = 30 * KiB;
-const JS_BUDGET = 72 * KiB; // the whole API with training (MultiHeadAttention.backward): 67.3 KiB
+// The whole API: 67.3 KiB with training; 73.4 KiB once every op lists its option keys (unknown keys
+// are errors naming the closest one), takes ONNX tensors and manages its thread pool.
+const JS_BUDGET = 80 * KiB;
 
 const problems = [];
 const INSTALL_SCRIPTS = ["preinstall", "install", "postinstall", "prepare"];
