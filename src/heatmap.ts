@@ -4,6 +4,7 @@
 import { AttentionError, formatShape } from "./errors.js";
 import { optionKeys } from "./option-keys.js";
 import { asTensor, checkOptionsObject, checkTensor, describe, type TensorInput } from "./tensor.js";
+import { escapeMarkup, rampColour } from "./svg-text.js";
 
 export interface HeatmapOptions {
   /** One label per query row (default: the row index). */
@@ -18,14 +19,6 @@ const HEATMAP_KEYS = optionKeys<HeatmapOptions>({ rowLabels: true, colLabels: tr
 const CELL = 18;
 const FONT = 11;
 
-function escape(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
-}
-
 // A perceptually ordered ramp (light yellow → dark purple) sampled at t in [0, 1].
 const RAMP = [
   [255, 255, 217],
@@ -37,11 +30,7 @@ const RAMP = [
 ];
 
 function colour(t: number): string {
-  const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (RAMP.length - 1);
-  const i = Math.min(RAMP.length - 2, Math.floor(x));
-  const f = x - i;
-  const c = RAMP[i].map((v, k) => Math.round(v + (RAMP[i + 1][k] - v) * f));
-  return `#${c.map((v) => v.toString(16).padStart(2, "0")).join("")}`;
+  return rampColour(RAMP, Number.isFinite(t) ? t : 0);
 }
 
 /**
@@ -86,17 +75,17 @@ export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions =
   ];
   if (options.title)
     parts.push(
-      `<text x="${n(width / 2)}" y="18" text-anchor="middle" font-size="14">${escape(options.title)}</text>`,
+      `<text x="${n(width / 2)}" y="18" text-anchor="middle" font-size="14">${escapeMarkup(options.title)}</text>`,
     );
   colLabels.forEach((label, c) => {
     const x = left + c * CELL + CELL / 2;
     parts.push(
-      `<text transform="translate(${n(x + 4)},${n(top - 4)}) rotate(-90)">${escape(label)}</text>`,
+      `<text transform="translate(${n(x + 4)},${n(top - 4)}) rotate(-90)">${escapeMarkup(label)}</text>`,
     );
   });
   rowLabels.forEach((label, r) => {
     parts.push(
-      `<text x="${n(left - 4)}" y="${n(top + r * CELL + CELL / 2 + 4)}" text-anchor="end">${escape(label)}</text>`,
+      `<text x="${n(left - 4)}" y="${n(top + r * CELL + CELL / 2 + 4)}" text-anchor="end">${escapeMarkup(label)}</text>`,
     );
   });
   for (let r = 0; r < rows; r++) {
@@ -104,7 +93,7 @@ export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions =
       const w = weights.data[r * cols + c];
       parts.push(
         `<rect x="${n(left + c * CELL)}" y="${n(top + r * CELL)}" width="${CELL}" height="${CELL}" fill="${colour(w / max)}">` +
-          `<title>${escape(rowLabels[r])} → ${escape(colLabels[c])}: ${w.toFixed(4)}</title></rect>`,
+          `<title>${escapeMarkup(rowLabels[r])} → ${escapeMarkup(colLabels[c])}: ${w.toFixed(4)}</title></rect>`,
       );
     }
   }

@@ -35,6 +35,7 @@ import {
   type Steps,
 } from "./steps.js";
 import { Workspace } from "./workspace.js";
+import { mulberry32 } from "./mulberry32.js";
 import * as P from "../assembly/shared.js";
 
 /** Weights in PyTorch `nn.MultiheadAttention`'s layout: each matrix (out_features, in_features). */
@@ -827,16 +828,4 @@ function initWeights(
     w.bo = new Float32Array(E);
   }
   return w;
-}
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -4,6 +4,8 @@
 // 0-to-max scale would make it look; a head that picks a key is red there and blue elsewhere.
 // Masked keys are grey. Bounded: at most `maxTokens` rows and columns are drawn.
 
+import { escapeMarkup, rampColour } from "../svg-text.js";
+
 /** The most rows and columns a map draws: an SVG of n tokens has n² cells. */
 export const MAX_DRAWN_TOKENS = 32;
 
@@ -41,19 +43,7 @@ const RAMP = [
 /** The colour of log2(weight × visible keys), clamped to ±OCTAVES. */
 function colour(log2Ratio: number): string {
   const t = Number.isNaN(log2Ratio) ? 0 : Math.min(1, Math.max(-1, log2Ratio / OCTAVES));
-  const x = ((t + 1) / 2) * (RAMP.length - 1);
-  const i = Math.min(RAMP.length - 2, Math.floor(x));
-  const f = x - i;
-  const c = RAMP[i].map((v, k) => Math.round(v + (RAMP[i + 1][k] - v) * f));
-  return `#${c.map((v) => v.toString(16).padStart(2, "0")).join("")}`;
-}
-
-function escape(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
+  return rampColour(RAMP, (t + 1) / 2);
 }
 
 /** A token as a label: at most MAX_LABEL characters (whole code points). */
@@ -90,15 +80,15 @@ export function renderDemoHeatmap(map: DemoHeatmap): string {
   const n = (x: number): string => x.toFixed(1);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${n(width)}" height="${n(height)}" viewBox="0 0 ${n(width)} ${n(height)}" font-family="sans-serif" font-size="${FONT}">`,
-    `<text x="8" y="18" font-size="14">${escape(title)}</text>`,
+    `<text x="8" y="18" font-size="14">${escapeMarkup(title)}</text>`,
   ];
   labels.forEach((l, i) => {
     const x = left + i * CELL + CELL / 2 + 4;
     parts.push(
-      `<text transform="translate(${n(x)},${n(top - 4)}) rotate(-90)">${escape(l)}</text>`,
+      `<text transform="translate(${n(x)},${n(top - 4)}) rotate(-90)">${escapeMarkup(l)}</text>`,
     );
     parts.push(
-      `<text x="${n(left - 4)}" y="${n(top + i * CELL + CELL / 2 + 4)}" text-anchor="end">${escape(l)}</text>`,
+      `<text x="${n(left - 4)}" y="${n(top + i * CELL + CELL / 2 + 4)}" text-anchor="end">${escapeMarkup(l)}</text>`,
     );
   });
   for (let r = 0; r < drawn; r++) {
@@ -109,7 +99,7 @@ export function renderDemoHeatmap(map: DemoHeatmap): string {
       const fill = seen ? colour(Math.log2(ratio)) : MASKED;
       const hover = seen ? `${w.toFixed(3)}, ${ratio.toFixed(2)}× uniform` : "masked";
       parts.push(
-        `<rect x="${n(left + c * CELL)}" y="${n(top + r * CELL)}" width="${CELL}" height="${CELL}" fill="${fill}"><title>${escape(labels[r])} → ${escape(labels[c])}: ${hover}</title></rect>`,
+        `<rect x="${n(left + c * CELL)}" y="${n(top + r * CELL)}" width="${CELL}" height="${CELL}" fill="${fill}"><title>${escapeMarkup(labels[r])} → ${escapeMarkup(labels[c])}: ${hover}</title></rect>`,
       );
     }
   }

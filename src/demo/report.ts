@@ -2,6 +2,7 @@
 // heatmap. The page links the SVG files rather than inlining them, so each map is written once.
 
 import type { MechanismReport } from "./mechanisms.js";
+import { escapeMarkup } from "../svg-text.js";
 
 export interface Figure {
   /** The SVG file, next to index.html. */
@@ -16,14 +17,6 @@ export interface Section {
   figures: Figure[];
   /** Maps a row (default: as many as fit). */
   columns?: number;
-}
-
-function escape(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
 }
 
 export function mechanismTable(reports: MechanismReport[]): string[] {
@@ -46,12 +39,12 @@ export function mechanismTable(reports: MechanismReport[]): string[] {
 export function reportHtml(intro: string[], table: string[], sections: Section[]): string {
   const body = sections.map(
     (s) =>
-      `<h2>${escape(s.heading)}</h2>\n${s.text.map((line) => `<p>${escape(line)}</p>`).join("\n")}\n` +
+      `<h2>${escapeMarkup(s.heading)}</h2>\n${s.text.map((line) => `<p>${escapeMarkup(line)}</p>`).join("\n")}\n` +
       `<div class="maps"${s.columns ? ` style="display:grid;grid-template-columns:repeat(${s.columns},max-content)"` : ""}>\n` +
       s.figures
         .map(
           (f) =>
-            `<a href="${escape(f.file)}"><img src="${escape(f.file)}" alt="${escape(f.title)}"></a>`,
+            `<a href="${escapeMarkup(f.file)}"><img src="${escapeMarkup(f.file)}" alt="${escapeMarkup(f.title)}"></a>`,
         )
         .join("\n") +
       "\n</div>",
@@ -60,9 +53,9 @@ export function reportHtml(intro: string[], table: string[], sections: Section[]
 <html lang="en"><head><meta charset="utf-8"><title>wasm-attention demo</title>
 <style>body{font-family:sans-serif;margin:2em}.maps{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}pre{overflow-x:auto}</style>
 </head><body><h1>wasm-attention demo</h1>
-${intro.map((line) => `<p>${escape(line)}</p>`).join("\n")}
+${intro.map((line) => `<p>${escapeMarkup(line)}</p>`).join("\n")}
 <p>Colours: each weight times the number of keys its query may see, so white is uniform attention (1/visible keys), red up to 8× more, blue down to 1/8 or less, grey masked. Open a map for the weight of each cell.</p>
-<pre>${table.map(escape).join("\n")}</pre>
+<pre>${table.map(escapeMarkup).join("\n")}</pre>
 ${body.join("\n")}
 </body></html>
 `;

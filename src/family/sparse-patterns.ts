@@ -5,6 +5,7 @@
 import { AttentionError } from "../errors.js";
 import { optionKeys } from "../option-keys.js";
 import { checkOptionsObject, describe, type Tensor } from "../tensor.js";
+import { mulberry32 } from "../mulberry32.js";
 
 interface StridedOptions {
   stride: number;
@@ -88,18 +89,6 @@ function globalSet(op: string, blocks: unknown, numBlocks: number): Set<number> 
   return new Set(blocks);
 }
 
-/** A small seeded PRNG (mulberry32), uniform in [0, 1). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export const sparsePatterns = {
   /**
    * Sparse Transformer "strided": block r attends the previous `stride` blocks (itself included)
@@ -172,7 +161,7 @@ export const sparsePatterns = {
       numBlocks,
       (r, c) => Math.abs(r - c) <= window || globals.has(r) || globals.has(c),
     );
-    const next = random(seed);
+    const next = mulberry32(seed);
     for (let r = 0; r < numBlocks; r++) {
       // Draw among the blocks not kept yet, without repetition.
       const free: number[] = [];

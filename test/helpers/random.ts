@@ -1,20 +1,12 @@
 // Deterministic pseudo-random test data (mulberry32), so that every failure reproduces from its seed.
 
 import type { Tensor } from "../../src/index";
+import { mulberry32 } from "../../src/mulberry32";
 
 export type Rng = () => number;
 
-/** A generator of uniform numbers in [0, 1) from a 32-bit seed. */
-export function rng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A generator of uniform numbers in [0, 1) from a 32-bit seed (the package's own mulberry32). */
+export const rng: (seed: number) => Rng = mulberry32;
 
 /** Uniform in [lo, hi). */
 export function uniform(r: Rng, lo: number, hi: number): number {
