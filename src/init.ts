@@ -2,6 +2,7 @@
 // and make it the active instance. An entry supplies only where its packaged wasm comes from.
 
 import { AttentionError } from "./errors.js";
+import type { WasmModule } from "./host-types.js";
 import {
   activate,
   chooseBuild,
@@ -25,9 +26,9 @@ export interface PackagedWasm {
    * For init(): may load lazily (the default entry imports the other builds on demand). `threaded`
    * asks for the variant on shared memory that the worker pool needs.
    */
-  load(build: Build, threaded: boolean): Promise<WebAssembly.Module | Uint8Array<ArrayBuffer>>;
+  load(build: Build, threaded: boolean): Promise<WasmModule | Uint8Array<ArrayBuffer>>;
   /** For initSync(): the build available without waiting (SIMD128). */
-  loadSync(): WebAssembly.Module | Uint8Array<ArrayBuffer>;
+  loadSync(): WasmModule | Uint8Array<ArrayBuffer>;
 }
 
 /** init() and initSync() of one entry. */
@@ -72,15 +73,12 @@ export function createInit(packaged: PackagedWasm): {
    * without them, the build the entry has at hand (SIMD128, one thread, in the default entry).
    * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init().
    */
-  function initSync(
-    first?: WebAssembly.Module | BufferSource | InitOptions,
-    second?: InitOptions,
-  ): void {
+  function initSync(first?: SyncWasmSource | InitOptions, second?: InitOptions): void {
     if (isInitialized()) {
       if (threadsTerminated()) restartThreads(splitArguments(first, second)[1]);
       return;
     }
-    const [source, options] = splitArguments<WebAssembly.Module | BufferSource>(first, second);
+    const [source, options] = splitArguments<SyncWasmSource>(first, second);
     const threads = resolveThreads(options, chooseBuild(options));
     const wasm: unknown = source ?? packaged.loadSync();
     if (wasm instanceof WebAssembly.Module) activate(wasm, threads);

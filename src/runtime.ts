@@ -134,7 +134,7 @@ export interface Kernels {
    */
   pool?: Pool;
   /** What a pool starts on: the module and its shared memory (undefined for a build without). */
-  shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
+  shared?: { module: WasmModule; memory: WasmMemory };
   /** Set by terminateThreads() until a later init({ threads }) starts a new pool. */
   threadsTerminated: boolean;
   /** Which build is running (read from the module itself). */
