@@ -33,6 +33,30 @@ for (const script of INSTALL_SCRIPTS) {
   }
 }
 
+// The lock file must say what package.json says of the package itself, or `npm install` on a fresh
+// clone rewrites it (a tracked file changed by the README's first command).
+const lockRoot = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8")).packages[""];
+for (const field of [
+  "name",
+  "version",
+  "license",
+  "bin",
+  "engines",
+  "dependencies",
+  "devDependencies",
+]) {
+  const [want, got] = [manifest[field], lockRoot[field]];
+  const normal = (value) =>
+    field === "bin" && value
+      ? JSON.stringify(Object.entries(value).map(([k, v]) => [k, v.replace(/^\.\//, "")]))
+      : JSON.stringify(value);
+  if (normal(want) !== normal(got)) {
+    problems.push(
+      `package-lock.json says ${field} ${JSON.stringify(got)} but package.json ${JSON.stringify(want)}: run npm install`,
+    );
+  }
+}
+
 /** Relative link and image targets of a markdown text, outside code. */
 function relativeTargets(markdown) {
   const prose = markdown.replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "");
