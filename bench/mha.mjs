@@ -11,7 +11,7 @@ import {
   allocTensor,
 } from "../dist/index.js";
 import { createOrtMha, createOrtDecode, ortVersion } from "./peers/ort.mjs";
-import { measure, randomArray, machine, maxAbsDiff } from "./timing.mjs";
+import { measure, mhaWeights, randomArray, machine, maxAbsDiff } from "./timing.mjs";
 
 await init();
 // Let V8 tier the kernels up before anything is timed.
@@ -60,16 +60,7 @@ console.log(`| N | wasm-attention ms | ORT Web ms | × ORT | max abs diff |`);
 console.log(`|---|---|---|---|---|`);
 for (const N of [128, 512]) {
   const [B, E, H] = [1, 768, 12];
-  const weights = {
-    wq: randomArray(E * E, 11).map((x) => x * 0.05),
-    wk: randomArray(E * E, 12).map((x) => x * 0.05),
-    wv: randomArray(E * E, 13).map((x) => x * 0.05),
-    wo: randomArray(E * E, 14).map((x) => x * 0.05),
-    bq: randomArray(E, 15),
-    bk: randomArray(E, 16),
-    bv: randomArray(E, 17),
-    bo: randomArray(E, 18),
-  };
+  const weights = mhaWeights(E);
   const x = { data: randomArray(B * N * E, 19), shape: [B, N, E] };
   const mha = new MultiHeadAttention({ embedDim: E, numHeads: H, weights });
   const ours = await measure(() => mha.forward(x));

@@ -37,3 +37,18 @@ export function maxAbsDiff(a, b) {
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
   return worst;
 }
+
+/** The seeded MultiHeadAttention weights (E × E, scaled by 0.05, and biases) every MHA bench uses. */
+export function mhaWeights(E) {
+  const matrix = (seed) => randomArray(E * E, seed).map((x) => x * 0.05);
+  return {
+    wq: matrix(11),
+    wk: matrix(12),
+    wv: matrix(13),
+    wo: matrix(14),
+    bq: randomArray(E, 15),
+    bk: randomArray(E, 16),
+    bv: randomArray(E, 17),
+    bo: randomArray(E, 18),
+  };
+}

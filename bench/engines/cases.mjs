@@ -19,7 +19,7 @@ import {
   MultiHeadAttention,
   allocTensor,
 } from "../../dist/index.js";
-import { randomArray } from "../timing.mjs";
+import { mhaWeights, randomArray } from "../timing.mjs";
 
 /** Warm-up calls and timed repetitions per case: the full run, and --quick for the plumbing. */
 const REPS = {
@@ -109,16 +109,7 @@ export async function runCases({ quick = false } = {}) {
   // ---- MultiHeadAttention.forward, E768 H12, N = 128 and 512 ----
   for (const N of [128, 512]) {
     const [B, E, H] = [1, 768, 12];
-    const weights = {
-      wq: randomArray(E * E, 11).map((x) => x * 0.05),
-      wk: randomArray(E * E, 12).map((x) => x * 0.05),
-      wv: randomArray(E * E, 13).map((x) => x * 0.05),
-      wo: randomArray(E * E, 14).map((x) => x * 0.05),
-      bq: randomArray(E, 15),
-      bk: randomArray(E, 16),
-      bv: randomArray(E, 17),
-      bo: randomArray(E, 18),
-    };
+    const weights = mhaWeights(E);
     const x = { data: randomArray(B * N * E, 19), shape: [B, N, E] };
     const mha = new MultiHeadAttention({ embedDim: E, numHeads: H, weights });
     const r = reps[`mha${N}`];
