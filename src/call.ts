@@ -3,13 +3,15 @@
 
 import { AttentionError } from "./errors.js";
 import { kernels, type Kernels } from "./runtime.js";
-import { wasmAddress, type Tensor } from "./tensor.js";
+import { describe, wasmAddress, type Tensor } from "./tensor.js";
+import { geometryOf, overlaps, plainView, typedArrayName } from "./typed-arrays.js";
 import { formatBytes, Workspace } from "./workspace.js";
 
 export class Call {
   readonly op: string;
   readonly kernels: Kernels;
   private readonly taken: number[] = [];
+  private readonly pinned: number[] = [];
 
   constructor(op: string, kernels: Kernels) {
     this.op = op;
@@ -27,9 +29,12 @@ export class Call {
     return ptr;
   }
 
-  /** The address of a float32 input in WASM memory: in place for a WasmTensor, else a copy. */
+  /**
+   * The address of a float32 input in WASM memory: in place for a WasmTensor (kept allocated until
+   * the call ends, even if freed meanwhile), else a copy.
+   */
   inputF32(tensor: Tensor<Float32Array>, what: string): number {
-    const inPlace = wasmAddress(tensor, this.workspace, `${this.op}: ${what}`);
+    const inPlace = this.inPlace(tensor, what);
     if (inPlace !== undefined) return inPlace;
     const ptr = this.alloc(tensor.data.byteLength, what);
     this.workspace.f32.set(tensor.data, ptr >>> 2);
@@ -37,26 +42,60 @@ export class Call {
   }
 
   inputU8(tensor: Tensor<Uint8Array>, what: string): number {
-    const inPlace = wasmAddress(tensor, this.workspace, `${this.op}: ${what}`);
+    const inPlace = this.inPlace(tensor, what);
     if (inPlace !== undefined) return inPlace;
     const ptr = this.alloc(tensor.data.byteLength, what);
     this.workspace.u8.set(tensor.data, ptr);
     return ptr;
   }
 
-  /** Copies `length` floats at `ptr` into `out` or a fresh array. */
-  outputF32(ptr: number, length: number, out?: Float32Array): Float32Array {
-    const view = this.workspace.f32.subarray(ptr >>> 2, (ptr >>> 2) + length);
-    if (out) {
-      out.set(view);
-      return out;
+  private inPlace(tensor: Tensor<Float32Array | Uint8Array>, what: string): number | undefined {
+    const ptr = wasmAddress(tensor, this.workspace, `${this.op}: ${what}`);
+    if (ptr !== undefined) this.pin(ptr);
+    return ptr;
+  }
+
+  /** Keeps a WasmTensor's block allocated until the call ends. */
+  pin(ptr: number): void {
+    this.workspace.pin(ptr);
+    this.pinned.push(ptr);
+  }
+
+  /** Copies `length` floats at `ptr` into `out` (checked by checkOut) or a fresh array. */
+  outputF32(ptr: number, length: number, out?: Out): Float32Array {
+    const ws = this.workspace;
+    const view = ws.f32.subarray(ptr >>> 2, (ptr >>> 2) + length);
+    if (!out) return view.slice();
+    if (out.wasmByteOffset !== undefined) {
+      if (!ws.holdsTensorRange(out.wasmByteOffset, length * 4)) {
+        throw new AttentionError(
+          "DISPOSED",
+          `${this.op}: the WasmTensor that out views was freed while the call ran`,
+        );
+      }
+      if (out.wasmByteOffset !== ptr)
+        ws.f32.copyWithin(out.wasmByteOffset >>> 2, ptr >>> 2, (ptr >>> 2) + length);
+      // After memory growth the caller's view is detached: hand back a live one.
+      return out.array.buffer === ws.buffer
+        ? out.array
+        : new Float32Array(ws.buffer, out.wasmByteOffset, length);
     }
-    return view.slice();
+    const now = geometryOf(out.array);
+    if (now.detached || now.length !== length) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${this.op}: out was detached or resized while the call ran (it has ${now.length} elements, the output ${length})`,
+      );
+    }
+    out.view.set(view);
+    return out.array;
   }
 
   release(): void {
     for (const ptr of this.taken) this.workspace.release(ptr);
     this.taken.length = 0;
+    for (const ptr of this.pinned) this.workspace.unpin(ptr);
+    this.pinned.length = 0;
   }
 }
 
@@ -83,7 +122,8 @@ function openCall(op: string, bytesNeeded: (kernels: Kernels) => number): Call {
   const k = kernels(op);
   const needed = bytesNeeded(k);
   const available = k.workspace.bytesAvailable();
-  if (needed > available) {
+  // Negated so that a NaN or negative estimate (sizes past what can exist) fails too.
+  if (!(needed >= 0 && needed <= available)) {
     throw new AttentionError(
       "OUT_OF_MEMORY",
       `${op}: needs about ${formatBytes(needed)} of WASM memory but only ${formatBytes(available)} ` +
@@ -97,6 +137,67 @@ function openCall(op: string, bytesNeeded: (kernels: Kernels) => number): Call {
 export function stagedBytes(tensor: Tensor<Float32Array | Uint8Array>, kernels: Kernels): number {
   const inPlace = wasmAddress(tensor, kernels.workspace, "stagedBytes") !== undefined;
   return inPlace ? 0 : Workspace.blockSize(tensor.data.byteLength);
+}
+
+/** A checked `out` argument: the caller's array, a plain view of it, and its WASM address if any. */
+export interface Out {
+  array: Float32Array;
+  view: Float32Array;
+  /** Set when `out` views WASM memory (inside a live WasmTensor): the byte address. */
+  wasmByteOffset?: number;
+}
+
+/**
+ * Checks an `out` argument before anything is allocated: a genuine Float32Array of `length`
+ * elements (the output `shapeText`), overlapping none of `inputs`. A view of this instance's WASM
+ * memory is accepted only inside a live WasmTensor (allocTensor): anywhere else it would overwrite
+ * the module's own memory.
+ */
+export function checkOut(
+  op: string,
+  out: unknown,
+  length: number,
+  shapeText: string,
+  inputs: ReadonlyArray<readonly [name: string, tensor: Tensor<Float32Array | Uint8Array>]>,
+  kernels: Kernels,
+): Out {
+  if (typedArrayName(out) !== "Float32Array") {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: out must be a Float32Array, got ${describe(out)}`,
+    );
+  }
+  const g = geometryOf(out);
+  if (g.detached || g.length !== length) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: out has ${g.length} elements${g.detached ? " (detached)" : ""} but the output ${shapeText} needs ${length}`,
+    );
+  }
+  const ws = kernels.workspace;
+  const bytes = length * 4;
+  for (const [name, tensor] of inputs) {
+    const ptr = wasmAddress(tensor, ws, `${op}: ${name}`);
+    const t =
+      ptr !== undefined
+        ? { buffer: ws.buffer as ArrayBufferLike, byteOffset: ptr, bytes: tensor.data.byteLength }
+        : { ...geometryOf(tensor.data), bytes: tensor.data.byteLength };
+    if (overlaps({ ...g, bytes }, t)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: out overlaps ${name}; pass a separate array (the output would overwrite the input while it is read)`,
+      );
+    }
+  }
+  const view = plainView("Float32Array", out as Float32Array);
+  if (g.buffer !== ws.buffer) return { array: out as Float32Array, view };
+  if (!ws.holdsTensorRange(g.byteOffset, bytes)) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: out views WASM memory outside any live WasmTensor; pass an ordinary Float32Array or an allocTensor's data`,
+    );
+  }
+  return { array: out as Float32Array, view, wasmByteOffset: g.byteOffset };
 }
 
 /** withCall for an asynchronous body: the call's buffers are given back when its promise settles. */

@@ -1,7 +1,7 @@
 // scaledDotProductAttention: validation, then one call of the flash-style kernel (assembly/sdpa.ts).
 
 import * as P from "../assembly/shared.js";
-import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
+import { type Call, checkOut, type Out, stagedBytes, withCall, withCallAsync } from "./call.js";
 import { keyRanges, keySplitBytes, keySplitTasks } from "./key-split.js";
 import {
   attendHeads,
@@ -11,7 +11,7 @@ import {
   run,
   runAsync,
 } from "./parallel.js";
-import type { Kernels } from "./runtime.js";
+import { kernels, type Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { attentionDims, broadcastStrides } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
@@ -170,12 +170,12 @@ export function scaledDotProductAttention(
   options: ScaledDotProductAttentionOptions = {},
 ): AttentionResult {
   [q, k, v] = attentionInputs(OP, q, k, v);
-  const plan = planSdpa(q, k, v, options);
+  const { plan, out } = planSdpa(q, k, v, options);
   return withCall(
     OP,
     (kernels) => sdpaBytes(kernels, q, k, v, plan),
     (call) => {
-      const staged = stageSdpa(call, plan, q, k, v, options.out);
+      const staged = stageSdpa(call, plan, q, k, v, out);
       return staged.finish(runAttention(call, plan, staged.operands));
     },
   );
@@ -194,12 +194,12 @@ export async function scaledDotProductAttentionAsync(
   options: ScaledDotProductAttentionOptions = {},
 ): Promise<AttentionResult> {
   [q, k, v] = attentionInputs(`${OP}Async`, q, k, v);
-  const plan = planSdpa(q, k, v, options);
+  const { plan, out } = planSdpa(q, k, v, options);
   return withCallAsync(
     `${OP}Async`,
     (kernels) => sdpaBytes(kernels, q, k, v, plan),
     async (call) => {
-      const staged = stageSdpa(call, plan, q, k, v, options.out);
+      const staged = stageSdpa(call, plan, q, k, v, out);
       return staged.finish(await runAttentionAsync(call, plan, staged.operands));
     },
   );
@@ -223,18 +223,17 @@ function stageSdpa(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  out: Float32Array | undefined,
+  out: Out | undefined,
 ): {
   operands: AttentionOperands;
   finish(result: { weights?: Float32Array; lse?: Float32Array }): AttentionResult;
 } {
   const { B, H, Hkv, Nq, Nk, D, Dv } = plan;
-  const ws = call.workspace;
-  // An `out` that views WASM memory is written in place. Decide before anything is allocated:
-  // growing memory detaches such a view.
-  const outInPlace = out !== undefined && out.buffer === ws.buffer;
+  // An `out` inside a WasmTensor is written in place (kept allocated until the call ends).
   const outLength = B * H * Nq * Dv;
-  const outPtr = outInPlace ? out.byteOffset : call.alloc(outLength * 4, "output");
+  const outInPlace = out?.wasmByteOffset;
+  if (outInPlace !== undefined) call.pin(outInPlace);
+  const outPtr = outInPlace ?? call.alloc(outLength * 4, "output");
   const operands: AttentionOperands = {
     q: contiguousOperand(call.inputF32(q, "q"), H, Nq, D),
     k: contiguousOperand(call.inputF32(k, "k"), Hkv, Nk, D),
@@ -242,10 +241,7 @@ function stageSdpa(
     out: contiguousOperand(outPtr, H, Nq, Dv),
   };
   const finish = (result: { weights?: Float32Array; lse?: Float32Array }): AttentionResult => {
-    let data: Float32Array;
-    if (!outInPlace) data = call.outputF32(outPtr, outLength, out);
-    else if (out.buffer === ws.buffer) data = out;
-    else data = new Float32Array(ws.buffer, outPtr, outLength); // memory grew: a live view
+    const data = call.outputF32(outPtr, outLength, out);
     const lead = q.shape.slice(0, -2);
     const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
     if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
@@ -260,28 +256,19 @@ function planSdpa(
   k: Tensor,
   v: Tensor,
   options: ScaledDotProductAttentionOptions,
-): AttentionPlan {
+): { plan: AttentionPlan; out?: Out } {
   const dims = attentionInputDims(OP, q, k, v);
   const { B, H, Nq, Dv } = dims;
   checkOptionsObject(OP, options, SDPA_OPTION_KEYS);
   const plan = planAttention(OP, dims, options);
-  const out = options.out;
-  if (out !== undefined) {
-    if (!(out instanceof Float32Array)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${OP}: out must be a Float32Array, got ${describe(out)}`,
-      );
-    }
-    const outShape = [...q.shape.slice(0, -2), Nq, Dv];
-    if (out.length !== B * H * Nq * Dv) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${OP}: out has ${out.length} elements but the output ${formatShape(outShape)} needs ${B * H * Nq * Dv}`,
-      );
-    }
-  }
-  return plan;
+  if (options.out === undefined) return { plan };
+  const outShape = formatShape([...q.shape.slice(0, -2), Nq, Dv]);
+  const inputs = [
+    ["q", q],
+    ["k", k],
+    ["v", v],
+  ] as const;
+  return { plan, out: checkOut(OP, options.out, B * H * Nq * Dv, outShape, inputs, kernels(OP)) };
 }
 
 /** q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted). */

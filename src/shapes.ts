@@ -64,3 +64,25 @@ export function product(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+/**
+ * The largest head (feature) dim the kernels take. Their scratch holds a tile of rows of this
+ * length (about 64 · dim · 4 bytes), so a bound keeps every size the kernels compute within 32 bits;
+ * real models use 64–256.
+ */
+export const MAX_HEAD_DIM = 65536;
+
+/** Throws SHAPE_MISMATCH unless 1 <= dim <= MAX_HEAD_DIM (`what` names the dim, e.g. "head dim D"). */
+export function checkHeadDim(
+  op: string,
+  name: string,
+  shape: readonly number[],
+  what: string,
+  dim: number,
+): void {
+  if (dim >= 1 && dim <= MAX_HEAD_DIM) return;
+  throw new AttentionError(
+    "SHAPE_MISMATCH",
+    `${op}: ${name} has shape ${formatShape(shape)} but its ${what} = ${dim} must be in [1, ${MAX_HEAD_DIM}]`,
+  );
+}

@@ -1,17 +1,12 @@
 // softmax(x, { axis }) on the vector exp of the kernels (assembly/softmax.ts).
 
-import { stagedBytes, withCall } from "./call.js";
+import { checkOut, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+import { readOptions } from "./option-values.js";
+import { kernels } from "./runtime.js";
+import { describe, readTensor, type Tensor, type TensorInput } from "./tensor.js";
 import { Workspace } from "./workspace.js";
 
 const OP = "softmax";
@@ -30,46 +25,42 @@ const SOFTMAX_KEYS = optionKeys<SoftmaxOptions>({ axis: true, out: true });
  * Numerically stable softmax along `axis` (default -1, the last). Only -Infinity counts as masked:
  * a line of all -Infinity gives zeros, never NaN.
  */
-export function softmax(x: TensorInput, options: SoftmaxOptions = {}): Tensor {
-  x = asTensor(OP, "x", x);
-  checkTensor(OP, "x", x, ["float32"]);
-  checkOptionsObject(OP, options, SOFTMAX_KEYS);
-  const rank = x.shape.length;
-  const axisOption = options.axis ?? -1;
-  if (
-    !Number.isInteger(axisOption) ||
-    axisOption < -Math.max(rank, 1) ||
-    axisOption >= Math.max(rank, 1)
-  ) {
+export function softmax(x: TensorInput, options?: SoftmaxOptions): Tensor {
+  const k = kernels(OP);
+  const input = readTensor<Float32Array>(OP, "x", x, ["float32"]);
+  const { axis: axisOption = -1, out: outOption } = readOptions<SoftmaxOptions>(
+    OP,
+    options,
+    SOFTMAX_KEYS,
+  );
+  const rank = input.shape.length;
+  const lines = Math.max(rank, 1);
+  if (!Number.isInteger(axisOption) || axisOption < -lines || axisOption >= lines) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: axis must be an integer in [${-rank}, ${rank - 1}] for x of shape ${formatShape(x.shape)}, got ${describe(options.axis)}`,
+      `${OP}: axis must be an integer in [${-lines}, ${lines - 1}] for x of shape ${formatShape(input.shape)}, got ${describe(axisOption)}`,
     );
   }
-  const n = x.data.length;
-  if (
-    options.out !== undefined &&
-    (!(options.out instanceof Float32Array) || options.out.length !== n)
-  ) {
-    throw new AttentionError(
-      "SHAPE_MISMATCH",
-      `${OP}: out must be a Float32Array of ${n} elements (shape ${formatShape(x.shape)}), got ${describe(options.out)}`,
-    );
-  }
-  const shape = [...x.shape];
-  if (rank === 0) return { data: options.out ?? new Float32Array([1]), shape };
-  const axis = axisOption < 0 ? axisOption + rank : axisOption;
-  const outer = product(x.shape.slice(0, axis));
-  const len = x.shape[axis];
-  const inner = product(x.shape.slice(axis + 1));
+  const n = input.data.length;
+  const shape = [...input.shape];
+  const out =
+    outOption === undefined
+      ? undefined
+      : checkOut(OP, outOption, n, formatShape(shape), [["x", input]], k);
+  // A scalar is a line of one element (softmax of [] is [1]), like a last dim of 1.
+  const axis = rank === 0 ? 0 : axisOption < 0 ? axisOption + rank : axisOption;
+  const dims = rank === 0 ? [1] : shape;
+  const outer = product(dims.slice(0, axis));
+  const len = dims[axis];
+  const inner = product(dims.slice(axis + 1));
   return withCall(
     OP,
-    (kernels) => stagedBytes(x, kernels) + Workspace.blockSize(n * 4),
+    (kernels) => stagedBytes(input, kernels) + Workspace.blockSize(n * 4),
     (call) => {
-      const src = call.inputF32(x, "x");
+      const src = call.inputF32(input, "x");
       const dst = call.alloc(n * 4, "output");
       if (n > 0) call.kernels.exports.softmaxForward(src, dst, outer, len, inner);
-      return { data: call.outputF32(dst, n, options.out), shape };
+      return { data: call.outputF32(dst, n, out), shape };
     },
   );
 }

@@ -3,6 +3,7 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { checkKnownKeys } from "./option-keys.js";
+import { geometryOf, plainView, typedArrayName } from "./typed-arrays.js";
 import { kernels } from "./runtime.js";
 import type { Workspace } from "./workspace.js";
 
@@ -26,9 +27,12 @@ export type TensorInput<T extends Float32Array | Uint8Array = Float32Array> =
   Tensor<T> | DimsTensor<T>;
 
 /**
- * The `{ data, shape }` form of a tensor argument: an object with `dims` (ONNX Runtime's tensors)
- * is read as `{ data, shape: dims }` without copying; with both `dims` and `shape` they must agree
- * (SHAPE_MISMATCH). Anything else is returned as is, for checkTensor to judge.
+ * The `{ data, shape }` form of a tensor argument, read once: `data`, `shape` (or ONNX Runtime's
+ * `dims`) are each read a single time into a snapshot the op uses from then on, so a getter that
+ * answers differently on a later read cannot change what was validated. A genuine typed array is
+ * re-viewed as a plain one (typed-arrays.ts), and the shape copied; with both `dims` and `shape` they
+ * must agree (SHAPE_MISMATCH). A WasmTensor of this package is returned as is; anything that is not
+ * an object is returned as is, for checkTensor to judge.
  */
 export function asTensor<T extends Float32Array | Uint8Array>(
   op: string,
@@ -37,10 +41,26 @@ export function asTensor<T extends Float32Array | Uint8Array>(
 ): Tensor<T>;
 export function asTensor(op: string, name: string, value: unknown): unknown;
 export function asTensor(op: string, name: string, value: unknown): unknown {
-  if (typeof value !== "object" || value === null || !("dims" in value)) return value;
-  const { dims } = value as { dims: unknown };
-  if ("shape" in value) {
-    const { shape } = value as { shape: unknown };
+  if (typeof value !== "object" || value === null || value instanceof WasmTensorImpl) return value;
+  const read = (key: "data" | "shape" | "dims"): unknown => {
+    try {
+      return (value as Record<string, unknown>)[key];
+    } catch (err) {
+      // ONNX Runtime throws when the data is not on the CPU (a GPU tensor).
+      const hint =
+        key === "data" ? "; download the tensor first (ONNX Runtime: await tensor.getData())" : "";
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${op}: ${name}.${key} cannot be read (${err instanceof Error ? err.message : String(err)})${hint}`,
+      );
+    }
+  };
+  const hasDims = "dims" in value;
+  const hasShape = "shape" in value;
+  if (!("data" in value) || (!hasDims && !hasShape)) return value;
+  const dims = hasDims ? copyShape(op, `${name}.dims`, read("dims")) : undefined;
+  const shape = hasShape ? copyShape(op, `${name}.shape`, read("shape")) : dims;
+  if (dims !== undefined && shape !== dims) {
     const same =
       Array.isArray(shape) &&
       Array.isArray(dims) &&
@@ -52,20 +72,50 @@ export function asTensor(op: string, name: string, value: unknown): unknown {
         `${op}: ${name} has shape ${describe(shape)} but dims ${describe(dims)}; give one, or equal ones`,
       );
     }
-    return value;
   }
-  let data: unknown;
-  try {
-    data = (value as unknown as { data: unknown }).data;
-  } catch (err) {
-    // ONNX Runtime throws when the data is not on the CPU (a GPU tensor).
+  const data = read("data");
+  const kind = typedArrayName(data);
+  const snapshot =
+    kind === "Float32Array" || kind === "Uint8Array"
+      ? plainView(kind, data as Float32Array | Uint8Array)
+      : data;
+  return { data: snapshot, shape };
+}
+
+/** At most this many dims; a longer "shape" is refused before it is copied. */
+export const MAX_RANK = 32;
+/** Every dim fits the kernels' 32-bit signed sizes. */
+export const MAX_DIM = 2 ** 31 - 1;
+
+// A frozen copy of a shape argument (holes read as undefined, for checkShape to refuse); anything
+// that is not an array of reasonable length is returned as is, for checkShape to describe.
+function copyShape(op: string, name: string, shape: unknown): unknown {
+  if (!Array.isArray(shape)) return shape;
+  const rank: unknown = shape.length;
+  if (typeof rank !== "number" || rank > MAX_RANK) {
     throw new AttentionError(
-      "BAD_DTYPE",
-      `${op}: ${name}.data cannot be read (${err instanceof Error ? err.message : String(err)}); ` +
-        `download the tensor first (ONNX Runtime: await tensor.getData())`,
+      "SHAPE_MISMATCH",
+      `${op}: ${name} has ${String(rank)} dims; at most ${MAX_RANK} are supported`,
     );
   }
-  return { data, shape: dims };
+  const copy: unknown[] = [];
+  for (let i = 0; i < rank; i++) copy.push(Object.hasOwn(shape, i) ? shape[i] : undefined);
+  return Object.freeze(copy);
+}
+
+/**
+ * A validated snapshot of a tensor argument (asTensor, then checkTensor): the op uses only what
+ * this returns, never the argument itself.
+ */
+export function readTensor<T extends Float32Array | Uint8Array>(
+  op: string,
+  name: string,
+  value: TensorInput<T> | unknown,
+  dtypes: ReadonlyArray<"float32" | "uint8">,
+): Tensor<T> {
+  const tensor = asTensor(op, name, value);
+  checkTensor(op, name, tensor, dtypes);
+  return tensor as Tensor<T>;
 }
 
 /** A tensor stored in WASM memory. `data` is re-viewed on every access, so it stays valid across
@@ -153,6 +203,7 @@ export function allocTensor(
   dtype: "float32" | "uint8" = "float32",
 ): WasmTensor<Float32Array> | WasmTensor<Uint8Array> {
   const { workspace } = kernels("allocTensor");
+  shape = copyShape("allocTensor", "shape", shape) as readonly number[];
   checkShape("allocTensor", "shape", shape);
   if (dtype !== "float32" && dtype !== "uint8") {
     throw new AttentionError(
@@ -162,7 +213,7 @@ export function allocTensor(
   }
   const length = shape.reduce((a, b) => a * b, 1);
   const bytes = length * (dtype === "float32" ? 4 : 1);
-  const ptr = workspace.alloc(bytes, "allocTensor");
+  const ptr = workspace.alloc(bytes, "allocTensor", true);
   workspace.u8.fill(0, ptr, ptr + bytes);
   return dtype === "float32"
     ? new WasmTensorImpl<Float32Array>(workspace, ptr, shape, dtype)
@@ -179,17 +230,31 @@ export function wasmAddress(
   return undefined;
 }
 
+/**
+ * Throws SHAPE_MISMATCH unless `shape` is an array (without holes) of at most MAX_RANK integers in
+ * [0, MAX_DIM].
+ */
 export function checkShape(
   op: string,
   name: string,
   shape: unknown,
 ): asserts shape is readonly number[] {
-  if (!Array.isArray(shape) || !shape.every((n) => Number.isInteger(n) && n >= 0)) {
+  const ok =
+    Array.isArray(shape) &&
+    shape.length <= MAX_RANK &&
+    Array.from(shape as unknown[], (_, i) => Object.hasOwn(shape, i) && isDim(shape[i])).every(
+      Boolean,
+    );
+  if (!ok) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${op}: ${name} must be an array of non-negative integers, got ${describe(shape)}`,
+      `${op}: ${name} must be an array of at most ${MAX_RANK} integers in [0, 2^31 - 1], got ${describe(shape)}`,
     );
   }
+}
+
+function isDim(n: unknown): boolean {
+  return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_DIM;
 }
 
 /** Checks that `value` is a Tensor with the given element type and consistent length. */
@@ -207,9 +272,10 @@ export function checkTensor(
   }
   const { data, shape } = value as { data: unknown; shape: unknown };
   checkShape(op, `${name}.shape`, shape);
+  const kind = typedArrayName(data);
   const ok =
-    (dtypes.includes("float32") && data instanceof Float32Array) ||
-    (dtypes.includes("uint8") && data instanceof Uint8Array);
+    (dtypes.includes("float32") && kind === "Float32Array") ||
+    (dtypes.includes("uint8") && kind === "Uint8Array");
   if (!ok) {
     const want = dtypes.map((d) => (d === "float32" ? "Float32Array" : "Uint8Array")).join(" or ");
     throw new AttentionError(
@@ -217,23 +283,43 @@ export function checkTensor(
       `${op}: ${name}.data must be a ${want}, got ${describe(data)}`,
     );
   }
+  const { length: actual, detached } = geometryOf(data);
+  if (detached) {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name}.data's buffer is detached (transferred or resized away); pass a live array`,
+    );
+  }
   const length = shape.reduce((a, b) => a * b, 1);
-  if ((data as Float32Array | Uint8Array).length !== length) {
+  if (actual !== length) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${op}: ${name}.data has ${(data as Float32Array).length} elements but shape ${formatShape(shape)} needs ${length}`,
+      `${op}: ${name}.data has ${actual} elements but shape ${formatShape(shape)} needs ${length}`,
     );
   }
 }
 
+/** A short, safe description of any value for error messages (never runs the value's own code). */
 export function describe(value: unknown): string {
   if (value === null) return "null";
-  if (Array.isArray(value))
-    return `array [${value.slice(0, 8).map(String).join(",")}${value.length > 8 ? ",..." : ""}]`;
-  if (ArrayBuffer.isView(value))
-    return `${value.constructor.name}(${(value as Uint8Array).length})`;
-  if (typeof value === "object") return value.constructor?.name ?? "object";
-  return `${typeof value} ${String(value)}`;
+  if (Array.isArray(value)) {
+    const shown = Array.from({ length: Math.min(value.length, 8) }, (_, i) =>
+      Object.hasOwn(value, i) ? safeString(value[i]) : "<hole>",
+    );
+    return `array [${shown.join(",")}${value.length > 8 ? ",..." : ""}]`;
+  }
+  const kind = typedArrayName(value);
+  if (kind !== undefined) return `${kind}(${geometryOf(value).length})`;
+  if (typeof value === "object" || typeof value === "function") {
+    return Object.prototype.toString.call(value).slice(8, -1);
+  }
+  return `${typeof value} ${safeString(value)}`;
+}
+
+function safeString(value: unknown): string {
+  if (typeof value === "object" && value !== null) return "object";
+  if (typeof value === "symbol") return value.toString();
+  return String(value);
 }
 
 /**

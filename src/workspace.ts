@@ -21,6 +21,11 @@ export class Workspace {
   private readonly memory: WasmMemory;
   private readonly free: FreeBlock[] = [];
   private readonly used = new Map<number, number>();
+  /** Blocks of WasmTensors (allocTensor): their requested sizes, by address. */
+  private readonly tensors = new Map<number, number>();
+  /** Blocks a running call reads or writes in place, with a count per call; freed only when unpinned. */
+  private readonly pins = new Map<number, number>();
+  private readonly releaseWhenUnpinned = new Set<number>();
   private f32View: Float32Array;
   private u8View: Uint8Array;
   private i32View: Int32Array;
@@ -74,8 +79,19 @@ export class Workspace {
     return roundUp(bytes + ALLOC_SLACK, ALLOC_ALIGN);
   }
 
-  /** Reserves `bytes` (plus slack); returns the byte address. Throws OUT_OF_MEMORY past 4 GiB. */
-  alloc(bytes: number, what: string): number {
+  /**
+   * Reserves `bytes` (plus slack); returns the byte address. Throws OUT_OF_MEMORY past 4 GiB, and
+   * for any size that is not a safe non-negative integer (a size computed from hostile dims must
+   * never become an address). `tensor` marks the block as a WasmTensor's (see holdsTensorRange).
+   */
+  alloc(bytes: number, what: string, tensor = false): number {
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_MEMORY_BYTES - ALLOC_SLACK) {
+      throw new AttentionError(
+        "OUT_OF_MEMORY",
+        `${what}: needs ${Number.isFinite(bytes) && bytes > 0 ? formatBytes(bytes) : String(bytes) + " bytes"}, ` +
+          `more than the 4 GiB wasm32 can address`,
+      );
+    }
     const size = Workspace.blockSize(bytes);
     let index = this.free.findIndex((block) => block.size >= size);
     if (index < 0) index = this.grow(size, what);
@@ -87,13 +103,43 @@ export class Workspace {
       block.size -= size;
     }
     this.used.set(start, size);
+    if (tensor) this.tensors.set(start, bytes);
     return start;
   }
 
+  /** Whether [byteOffset, byteOffset + byteLength) lies inside one live WasmTensor block. */
+  holdsTensorRange(byteOffset: number, byteLength: number): boolean {
+    for (const [start, bytes] of this.tensors) {
+      if (start <= byteOffset && byteOffset + byteLength <= start + bytes) return true;
+    }
+    return false;
+  }
+
+  /** Keeps the block at `ptr` allocated until unpin(): a call reads or writes it in place. */
+  pin(ptr: number): void {
+    this.pins.set(ptr, (this.pins.get(ptr) ?? 0) + 1);
+  }
+
+  unpin(ptr: number): void {
+    const count = (this.pins.get(ptr) ?? 0) - 1;
+    if (count > 0) {
+      this.pins.set(ptr, count);
+      return;
+    }
+    this.pins.delete(ptr);
+    if (this.releaseWhenUnpinned.delete(ptr)) this.release(ptr);
+  }
+
+  /** Gives a block back; a pinned block (in use by a running call) is given back when unpinned. */
   release(ptr: number): void {
+    if (this.pins.has(ptr)) {
+      this.releaseWhenUnpinned.add(ptr);
+      return;
+    }
     const size = this.used.get(ptr);
     if (size === undefined) return;
     this.used.delete(ptr);
+    this.tensors.delete(ptr);
     // Insert in address order and merge with neighbours.
     let index = this.free.findIndex((block) => block.start > ptr);
     if (index < 0) index = this.free.length;
