@@ -320,7 +320,7 @@ function backwardBase(r) {
   const g = tensor(r, ref.output.shape);
   /** @type {any} */
   const options = causal ? { causal } : {};
-  if (r() < 0.5) options.lse = { data: Float32Array.from(ref.lse.data), shape: ref.lse.shape };
+  options.lse = { data: Float32Array.from(ref.lse.data), shape: ref.lse.shape }; // required
   // dv[b, hk, j] = Σ over the group's heads h and rows i of P[b,h,i,j] · g[b,h,i]
   const dv = new Float64Array(v.data.length);
   const group = d.H / d.Hkv;
@@ -885,7 +885,7 @@ function heatmapBase(r) {
       if (api0.renderHeatmapSvg(w, options) !== svg) return "the same input gave different bytes";
       return undefined;
     },
-    tensors: [argSlot("weights", 0, [2, 2])],
+    tensors: [argSlot("weights", 0, [2, 99])], // rank 3+ with leading 1s is valid
     optIndex: 1,
     badOptions: {
       title: [5, {}],
@@ -1029,7 +1029,7 @@ const MUTATORS = {
     const t = slot.get(base.args);
     const [min, max] = slot.ranks;
     const shape =
-      r() < 0.5 || min <= 1
+      max < 8 && (r() < 0.5 || min <= 1)
         ? [...Array(max + 1 - t.shape.length).fill(1), ...t.shape]
         : [product(t.shape)];
     if (shape.length >= min && shape.length <= max) return undefined;
@@ -1216,8 +1216,8 @@ const MUTATORS = {
       {},
       { data: t.data },
       { shape: t.shape },
-      t.data,
       true,
+      ...(slot.name === "w" ? [] : [t.data]), // a bare Float32Array is a valid w
     ]);
     slot.set(base.args, value);
     return caseOf(base, api, async, `${slot.name} = ${desc(value)}`, {
@@ -1691,7 +1691,7 @@ const SPECIAL = [
       const mha = new api.MultiHeadAttention({
         embedDim: E,
         numHeads: 2,
-        rope: r() < 0.5 ? {} : undefined,
+        rope: r() < 0.5 && (E / 2) % 2 === 0 ? {} : undefined, // an even head dim
       });
       const x = tensor(r, [int(r, 1, 2), int(r, 1, 5), E]);
       const async = r() < 0.5;
