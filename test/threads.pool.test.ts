@@ -70,7 +70,7 @@ class FakeWorker {
 function fakePool(): { pool: Pool; worker: FakeWorker; ran: string[] } {
   const worker = new FakeWorker();
   const ran: string[] = [];
-  const pool = new Pool([worker], new Int32Array(new SharedArrayBuffer(8)), (task) =>
+  const pool = new Pool([worker], new Int32Array(new SharedArrayBuffer(12)), (task) =>
     ran.push(task.fn),
   );
   return { pool, worker, ran };
