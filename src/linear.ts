@@ -296,7 +296,13 @@ export function weightTensor(
       shape: Object.freeze([out, inFeatures]),
     };
   }
-  if (kind !== undefined || Array.isArray(given)) {
+  if (
+    kind !== undefined ||
+    Array.isArray(given) ||
+    typeof given !== "object" ||
+    given === null ||
+    !("data" in given)
+  ) {
     throw new AttentionError(
       "BAD_DTYPE",
       `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(given)}`,
