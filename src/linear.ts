@@ -3,11 +3,13 @@
 import { type Call, stagedBytes, withCall, withCallAsync } from "./call.js";
 import { gemmRowsAsync, runAsync } from "./parallel.js";
 import { runSteps, type Steps } from "./steps.js";
-import type { Kernels } from "./runtime.js";
+import { kernels, type Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
 import { product } from "./shapes.js";
-import { asTensor, checkTensor, describe, type Tensor, type TensorInput } from "./tensor.js";
+import { describe, readTensor, type Tensor, type TensorInput } from "./tensor.js";
+import { geometryOf, plainView, typedArrayName } from "./typed-arrays.js";
 import { Workspace } from "./workspace.js";
+import { GEMM_NR } from "../assembly/shared.js";
 
 const OP = "linear";
 
@@ -16,15 +18,19 @@ const OP = "linear";
  * of out·in elements, or a Tensor of shape [out, in]), b [out] → y [..., out].
  */
 export function linear(x: TensorInput, w: Float32Array | TensorInput, b?: Float32Array): Tensor {
-  x = asTensor(OP, "x", x);
+  kernels(OP);
   const p = planLinear(OP, x, w, b);
+  if (p.empty) return { data: new Float32Array(0), shape: p.shape };
   return withCall(
     OP,
-    (k) => linearBytes(k, x, p),
+    (k) => linearBytes(k, p),
     (call) => {
-      const xPtr = call.inputF32(x, "x");
-      const biasPtr = b ? call.inputF32({ data: b, shape: [p.outFeatures] }, "b") : 0;
-      const yPtr = project(call, xPtr, p.rows, p.weights, biasPtr);
+      const xPtr = call.inputF32(p.x, "x");
+      const biasPtr = p.bias ? call.inputF32(p.bias, "b") : 0;
+      const yPtr =
+        p.inFeatures === 0
+          ? biasOnly(call, p, biasPtr)
+          : project(call, xPtr, p.rows, p.weights, biasPtr);
       return { data: call.outputF32(yPtr, p.rows * p.outFeatures), shape: p.shape };
     },
   );
@@ -33,7 +39,8 @@ export function linear(x: TensorInput, w: Float32Array | TensorInput, b?: Float3
 /**
  * linear that never blocks the calling thread: with a worker pool (`init({ threads })`) the
  * weights are packed and the rows computed by the workers. Without a pool it computes on the
- * calling thread. Bad arguments reject with the same AttentionError.
+ * calling thread. Bad arguments reject with the same AttentionError. The arguments are read (and
+ * copied into WASM memory) before it returns: changing them afterwards does not change the result.
  */
 export async function linearAsync(
   x: TensorInput,
@@ -41,25 +48,31 @@ export async function linearAsync(
   b?: Float32Array,
 ): Promise<Tensor> {
   const op = `${OP}Async`;
-  x = asTensor(op, "x", x);
+  kernels(op);
   const p = planLinear(op, x, w, b);
+  // Nothing to compute: resolve at once, without the pool (which has no rows to split).
+  if (p.empty) return { data: new Float32Array(0), shape: p.shape };
   return withCallAsync(
     op,
-    (k) => linearBytes(k, x, p),
+    (k) => linearBytes(k, p),
     async (call) => {
-      const { exports } = call.kernels;
       const { rows, inFeatures, outFeatures } = p;
-      const xPtr = call.inputF32(x, "x");
-      const biasPtr = b ? call.inputF32({ data: b, shape: [outFeatures] }, "b") : 0;
+      const xPtr = call.inputF32(p.x, "x");
+      const biasPtr = p.bias ? call.inputF32(p.bias, "b") : 0;
+      if (inFeatures === 0) {
+        const y = biasOnly(call, p, biasPtr);
+        return { data: call.outputF32(y, rows * outFeatures), shape: p.shape };
+      }
       const wPtr = call.inputF32(p.weights, "weights");
       const packed = call.alloc(
-        exports.packedWeightsBytes(outFeatures, inFeatures),
+        packedWeightsBytes(call.kernels, outFeatures, inFeatures),
         "packed weights",
       );
+      const yPtr = call.alloc(rows * outFeatures * 4, "projection");
+      // Everything is in WASM memory now: the caller's arrays are not read again.
       await runAsync(call, [
         { fn: "packWeights", args: [wPtr, outFeatures, inFeatures, inFeatures, packed] },
       ]);
-      const yPtr = call.alloc(rows * outFeatures * 4, "projection");
       await gemmRowsAsync(call, {
         x: xPtr,
         m: rows,
@@ -77,21 +90,24 @@ export async function linearAsync(
 }
 
 interface LinearPlan {
+  x: Tensor;
   weights: Tensor;
+  bias: Tensor | undefined;
   rows: number;
   inFeatures: number;
   outFeatures: number;
   shape: number[];
-  bias: boolean;
+  /** The output has no element: nothing to allocate or compute. */
+  empty: boolean;
 }
 
 function planLinear(
   op: string,
-  x: Tensor,
+  xIn: unknown,
   w: Float32Array | TensorInput,
   b?: Float32Array,
 ): LinearPlan {
-  checkTensor(op, "x", x, ["float32"]);
+  const x = readTensor<Float32Array>(op, "x", xIn, ["float32"]);
   if (x.shape.length < 1) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
@@ -101,34 +117,87 @@ function planLinear(
   const inFeatures = x.shape[x.shape.length - 1];
   const weights = weightTensor(op, "w", w, inFeatures);
   const outFeatures = weights.shape[0];
-  if (b !== undefined) {
-    if (!(b instanceof Float32Array)) {
-      throw new AttentionError("BAD_DTYPE", `${op}: b must be a Float32Array, got ${describe(b)}`);
-    }
-    if (b.length !== outFeatures) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${op}: b has shape [${b.length}] but must be [out] = [${outFeatures}]`,
-      );
-    }
-  }
+  const bias =
+    b === undefined || b === null ? undefined : readVector(op, "b", b, outFeatures, "[out]");
   const rows = product(x.shape.slice(0, -1));
+  const shape = [...x.shape.slice(0, -1), outFeatures];
   return {
+    x,
     weights,
+    bias,
     rows,
     inFeatures,
     outFeatures,
-    shape: [...x.shape.slice(0, -1), outFeatures],
-    bias: b !== undefined,
+    shape,
+    empty: rows === 0 || outFeatures === 0,
   };
 }
 
-function linearBytes(k: Kernels, x: Tensor, p: LinearPlan): number {
+/**
+ * A float32 vector argument of `length` elements (a genuine Float32Array, read through the built-in
+ * accessors), as a tensor [length] over a plain view of the same memory.
+ */
+export function readVector(
+  op: string,
+  name: string,
+  value: unknown,
+  length: number,
+  shapeText: string,
+): Tensor {
+  if (typedArrayName(value) !== "Float32Array") {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name} must be a Float32Array, got ${describe(value)}`,
+    );
+  }
+  const g = geometryOf(value);
+  if (g.detached) {
+    throw new AttentionError(
+      "BAD_DTYPE",
+      `${op}: ${name}'s buffer is detached (transferred or resized away); pass a live array`,
+    );
+  }
+  if (g.length !== length) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: ${name} has shape [${g.length}] but must be ${shapeText} = [${length}]`,
+    );
+  }
+  return { data: plainView("Float32Array", value as Float32Array), shape: [length] };
+}
+
+// y [rows, out] = b broadcast (or zeros) when in = 0: the empty sum.
+function biasOnly(call: Call, p: LinearPlan, biasPtr: number): number {
+  const { rows, outFeatures } = p;
+  const yPtr = call.alloc(rows * outFeatures * 4, "projection");
+  const f32 = call.workspace.f32;
+  const at = yPtr >>> 2;
+  if (!biasPtr) f32.fill(0, at, at + rows * outFeatures);
+  else {
+    const bias = f32.slice(biasPtr >>> 2, (biasPtr >>> 2) + outFeatures);
+    for (let r = 0; r < rows; r++) f32.set(bias, at + r * outFeatures);
+  }
+  return yPtr;
+}
+
+function linearBytes(k: Kernels, p: LinearPlan): number {
+  const block = Workspace.blockSize;
   return (
-    stagedBytes(x, k) +
-    projectionBytes(k, p.weights, p.rows) +
-    (p.bias ? Workspace.blockSize(p.outFeatures * 4) : 0)
+    stagedBytes(p.x, k) +
+    (p.inFeatures === 0
+      ? block(p.rows * p.outFeatures * 4)
+      : projectionBytes(k, p.weights, p.rows)) +
+    (p.bias ? stagedBytes(p.bias, k) : 0)
   );
+}
+
+/**
+ * Bytes of W [n, k] packed for the GEMM (assembly/gemm.ts packedWeightsBytes), computed in
+ * JavaScript doubles: the export's 32-bit result would wrap for sizes past what wasm32 holds.
+ */
+export function packedWeightsBytes(k: Kernels, n: number, depth: number): number {
+  if (k.build === "scalar") return n * depth * 4;
+  return Math.ceil(n / GEMM_NR) * GEMM_NR * depth * 4;
 }
 
 /** Workspace bytes `project` takes for `rows` rows through `weight` [out, in]. */
@@ -136,7 +205,7 @@ export function projectionBytes(k: Kernels, weight: Tensor, rows: number): numbe
   const [outFeatures, inFeatures] = weight.shape;
   return (
     stagedBytes(weight, k) +
-    Workspace.blockSize(k.exports.packedWeightsBytes(outFeatures, inFeatures)) +
+    Workspace.blockSize(packedWeightsBytes(k, outFeatures, inFeatures)) +
     Workspace.blockSize(rows * outFeatures * 4) +
     (k.pool?.size ?? 1) * Workspace.blockSize(k.exports.gemmScratchBytes())
   );
@@ -167,7 +236,10 @@ export function* projectSteps(
   const { exports } = call.kernels;
   const [outFeatures, inFeatures] = weight.shape;
   const wPtr = call.inputF32(weight, "weights");
-  const packed = call.alloc(exports.packedWeightsBytes(outFeatures, inFeatures), "packed weights");
+  const packed = call.alloc(
+    packedWeightsBytes(call.kernels, outFeatures, inFeatures),
+    "packed weights",
+  );
   exports.packWeights(wPtr, outFeatures, inFeatures, inFeatures, packed);
   const yPtr = call.alloc(rows * outFeatures * 4, "projection");
   yield {
@@ -186,7 +258,10 @@ export function* projectSteps(
   return yPtr;
 }
 
-/** A weight matrix [out, in] given as a bare Float32Array (out·in elements) or a Tensor. */
+/**
+ * A weight matrix [out, in] given as a bare Float32Array (out·in elements) or a Tensor: a validated
+ * snapshot (a genuine Float32Array re-viewed as a plain one; a tensor through readTensor).
+ */
 export function weightTensor(
   op: string,
   name: string,
@@ -194,29 +269,46 @@ export function weightTensor(
   inFeatures: number,
   outFeatures?: number,
 ): Tensor {
-  const w = given instanceof Float32Array ? given : asTensor(op, name, given);
-  if (w instanceof Float32Array) {
-    const out = outFeatures ?? (inFeatures > 0 ? w.length / inFeatures : 0);
+  const kind = typedArrayName(given);
+  if (kind === "Float32Array") {
+    const g = geometryOf(given);
+    if (g.detached) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${op}: ${name}'s buffer is detached (transferred or resized away); pass a live array`,
+      );
+    }
+    const length = g.length;
+    const out = outFeatures ?? (inFeatures > 0 ? length / inFeatures : 0);
     if (
       !Number.isInteger(out) ||
-      w.length !== out * inFeatures ||
-      (inFeatures === 0 && w.length !== 0)
+      length !== out * inFeatures ||
+      (inFeatures === 0 && length !== 0)
     ) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${op}: ${name} has ${w.length} elements but must be [out, in] = [${outFeatures ?? "out"},${inFeatures}] ` +
+        `${op}: ${name} has ${length} elements but must be [out, in] = [${outFeatures ?? "out"},${inFeatures}] ` +
           `(${outFeatures !== undefined ? outFeatures * inFeatures : `a multiple of ${inFeatures}`} elements)`,
       );
     }
-    return { data: w, shape: [out, inFeatures] };
+    return {
+      data: plainView("Float32Array", given as Float32Array),
+      shape: Object.freeze([out, inFeatures]),
+    };
   }
-  if (ArrayBuffer.isView(w) || Array.isArray(w)) {
+  if (
+    kind !== undefined ||
+    Array.isArray(given) ||
+    typeof given !== "object" ||
+    given === null ||
+    !("data" in given)
+  ) {
     throw new AttentionError(
       "BAD_DTYPE",
-      `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(w)}`,
+      `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(given)}`,
     );
   }
-  checkTensor(op, name, w, ["float32"]);
+  const w = readTensor<Float32Array>(op, name, given, ["float32"]);
   const want = [outFeatures ?? w.shape[0], inFeatures];
   if (
     w.shape.length !== 2 ||

@@ -9,7 +9,7 @@ import { AttentionError, formatShape } from "./errors.js";
 import { type MhaParameters, type MhaSaved, type SavedState, savedState } from "./mha-saved.js";
 import { applyRope, type RopeConfig } from "./rope.js";
 import { broadcastStrides } from "./shapes.js";
-import { checkTensor, type Tensor } from "./tensor.js";
+import { readTensor, type Tensor } from "./tensor.js";
 
 /** What MultiHeadAttention.backward returns: gradients of L = Σ output ⊙ gradOutput. */
 export interface MultiHeadAttentionGradients {
@@ -38,11 +38,11 @@ export interface MhaConfig {
 export function mhaBackward(
   op: string,
   module: MhaConfig,
-  gradOutput: Tensor,
+  gradOutputIn: unknown,
   saved: MhaSaved,
 ): MultiHeadAttentionGradients {
   const s = savedState(op, saved, module);
-  checkTensor(op, "gradOutput", gradOutput, ["float32"]);
+  const gradOutput = readTensor<Float32Array>(op, "gradOutput", gradOutputIn, ["float32"]);
   // The output has the query's shape ([B, Nq, E] or [Nq, E]).
   if (gradOutput.shape.join() !== s.query.shape.join()) {
     throw new AttentionError(
@@ -55,6 +55,9 @@ export function mhaBackward(
   const { B, Nq, Nk, weights: w } = s;
   const E = H * hd;
   const kvDim = Hkv * hd;
+  // No output element (B·Nq = 0) or no key (Nk = 0: the attention output is zeros whatever the
+  // inputs): the closed forms, without the ops that would run on empty operands.
+  if (B * Nq === 0 || Nk === 0) return constantAttentionBackward(s, module, gradOutput);
 
   const outProjection = linearBackward({ data: s.attended, shape: [B * Nq, E] }, w.wo, {
     data: gradOutput.data,
@@ -114,6 +117,44 @@ export function mhaBackward(
   };
   if (s.keyGiven) result.dKey = kIn.dx;
   if (s.valueGiven) result.dValue = vIn.dx;
+  return result;
+}
+
+/**
+ * Gradients when the attention output does not depend on query, key or value: no output row, or no
+ * key (every row fully masked, so the attention output is zeros and the output is bo). Only wo's
+ * and bo's gradients can be non-zero: dwo = dYᵀ·0 = 0 and dbo = Σ dY over the rows.
+ */
+function constantAttentionBackward(
+  s: SavedState,
+  module: MhaConfig,
+  gradOutput: Tensor,
+): MultiHeadAttentionGradients {
+  const w = s.weights;
+  const E = module.numHeads * module.headDim;
+  const zerosLike = (x: Float32Array): Float32Array => new Float32Array(x.length);
+  const grads: MhaParameters = {
+    wq: zerosLike(w.wq),
+    wk: zerosLike(w.wk),
+    wv: zerosLike(w.wv),
+    wo: zerosLike(w.wo),
+  };
+  if (module.bias) {
+    const bo = new Float32Array(E);
+    const dy = gradOutput.data;
+    for (let r = 0; r < s.B * s.Nq; r++) for (let e = 0; e < E; e++) bo[e] += dy[r * E + e];
+    grads.bq = new Float32Array(E);
+    grads.bk = new Float32Array(w.bk?.length ?? 0);
+    grads.bv = new Float32Array(w.bv?.length ?? 0);
+    grads.bo = bo;
+  }
+  const zeros = (t: Tensor): Tensor => ({
+    data: new Float32Array(t.data.length),
+    shape: [...t.shape],
+  });
+  const result: MultiHeadAttentionGradients = { dQuery: zeros(s.query), grads };
+  if (s.keyGiven) result.dKey = zeros(s.key);
+  if (s.valueGiven) result.dValue = zeros(s.value);
   return result;
 }
 

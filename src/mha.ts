@@ -9,23 +9,26 @@
 
 import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError, formatShape } from "./errors.js";
-import { weightTensor } from "./linear.js";
+import { packedWeightsBytes, readVector, weightTensor } from "./linear.js";
 import { KVCacheImpl, type KVCache, type KVCacheOptions } from "./kv-cache.js";
 import { mhaBackward, type MultiHeadAttentionGradients } from "./mha-backward.js";
 import { unpackWeights } from "./packed-weights.js";
 import { keep, type MhaParameters, type MhaSaved, type SavedState } from "./mha-saved.js";
 import { applyRopeInPlace, checkRopeConfig, ropeTableBytes, type RopeConfig } from "./rope.js";
 import { kernels, type Kernels } from "./runtime.js";
-import { attentionBytes, planAttention, type AttentionPlan, type Operand } from "./sdpa.js";
-import { optionKeys } from "./option-keys.js";
 import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+  attentionBytes,
+  planAttention,
+  type AttentionOperands,
+  type AttentionOptions,
+  type AttentionPlan,
+  type Operand,
+} from "./sdpa.js";
+import { optionKeys } from "./option-keys.js";
+import { optBoolean, optFloat32, optInteger, readOptions } from "./option-values.js";
+import { MAX_HEAD_DIM } from "./shapes.js";
+import { describe, MAX_DIM, readTensor, type Tensor, type TensorInput } from "./tensor.js";
+import { typedArrayName } from "./typed-arrays.js";
 import {
   runPlanned,
   runPlannedAsync,
@@ -34,7 +37,7 @@ import {
   type Step,
   type Steps,
 } from "./steps.js";
-import { Workspace } from "./workspace.js";
+import { formatBytes, Workspace } from "./workspace.js";
 import { mulberry32 } from "./mulberry32.js";
 import * as P from "../assembly/shared.js";
 
@@ -124,7 +127,8 @@ const WEIGHT_KEYS = optionKeys<MultiHeadAttentionWeights>({
   bv: true,
   bo: true,
 });
-const ROPE_KEYS = optionKeys<NonNullable<MultiHeadAttentionOptions["rope"]>>({
+type RopeOptions = NonNullable<MultiHeadAttentionOptions["rope"]>;
+const ROPE_KEYS = optionKeys<RopeOptions>({
   base: true,
   style: true,
 });
@@ -176,13 +180,19 @@ export class MultiHeadAttention {
   #pending = 0; // forwardAsync calls not yet settled: they still read the weights
 
   constructor(options: MultiHeadAttentionOptions) {
-    checkOptionsObject(NAME, options, CONSTRUCTOR_KEYS);
-    const E = positiveInt(options.embedDim, "embedDim");
-    const H = positiveInt(options.numHeads, "numHeads");
-    const Hkv =
-      options.numKvHeads === undefined ? H : positiveInt(options.numKvHeads, "numKvHeads");
-    const kdim = options.kdim === undefined ? E : positiveInt(options.kdim, "kdim");
-    const vdim = options.vdim === undefined ? E : positiveInt(options.vdim, "vdim");
+    this.#kernels = kernels(NAME);
+    if (options === undefined || options === null) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: options must be an object { embedDim, numHeads, ... }, got ${describe(options)}`,
+      );
+    }
+    const o = readOptions<MultiHeadAttentionOptions>(NAME, options, CONSTRUCTOR_KEYS);
+    const E = optInteger(NAME, "embedDim", o.embedDim ?? missing("embedDim"), 1, MAX_DIM) ?? 0;
+    const H = optInteger(NAME, "numHeads", o.numHeads ?? missing("numHeads"), 1, E) ?? 0;
+    const Hkv = optInteger(NAME, "numKvHeads", o.numKvHeads, 1, H) ?? H;
+    const kdim = optInteger(NAME, "kdim", o.kdim, 1, MAX_DIM) ?? E;
+    const vdim = optInteger(NAME, "vdim", o.vdim, 1, MAX_DIM) ?? E;
     if (E % H !== 0) {
       throw new AttentionError(
         "BAD_OPTION",
@@ -195,29 +205,49 @@ export class MultiHeadAttention {
         `${NAME}: numHeads ${H} is not divisible by numKvHeads ${Hkv}`,
       );
     }
-    if (options.bias !== undefined && typeof options.bias !== "boolean") {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${NAME}: bias must be a boolean, got ${describe(options.bias)}`,
-      );
-    }
-    const bias = options.bias ?? true;
-    const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${NAME}: seed must be an integer, got ${describe(seed)}`,
-      );
-    }
     const hd = E / H;
+    if (hd > MAX_HEAD_DIM) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${NAME}: the head dim embedDim / numHeads = ${E} / ${H} = ${hd} must be at most ${MAX_HEAD_DIM}`,
+      );
+    }
+    const bias = optBoolean(NAME, "bias", o.bias) ?? true;
+    const seed =
+      optInteger(NAME, "seed", o.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) ?? 0;
     const kvDim = hd * Hkv;
-    if (options.rope !== undefined) checkOptionsObject(NAME, options.rope, ROPE_KEYS, "rope");
-    this.rope =
-      options.rope === undefined ? undefined : checkRopeConfig(NAME, "rope", options.rope, hd);
-    const w = options.weights
-      ? checkWeights(options.weights, E, kvDim, kdim, vdim, bias)
-      : initWeights(E, kvDim, kdim, vdim, bias, seed);
-    this.#kernels = kernels(NAME);
+    if (o.rope !== undefined) {
+      const rope = readOptions<RopeOptions>(NAME, o.rope, ROPE_KEYS, "rope");
+      optFloat32(NAME, "rope.base", rope.base, { positive: true });
+      this.rope = checkRopeConfig(NAME, "rope", rope, hd);
+    } else this.rope = undefined;
+    // Everything the module keeps in WASM memory, checked before anything is allocated (or made in
+    // JavaScript: initWeights makes the matrices first).
+    const k = this.#kernels;
+    const block = Workspace.blockSize;
+    const shapes: Array<[number, number]> = [
+      [E, E],
+      [kvDim, kdim],
+      [kvDim, vdim],
+      [E, E],
+    ];
+    const needed =
+      shapes.reduce((n, [out, inp]) => n + block(packedWeightsBytes(k, out, inp)), 0) +
+      (bias ? 2 * block(E * 4) + 2 * block(kvDim * 4) : 0) +
+      Math.max(...shapes.map(([out, inp]) => block(out * inp * 4)));
+    const available = k.workspace.bytesAvailable();
+    if (!(needed <= available)) {
+      throw new AttentionError(
+        "OUT_OF_MEMORY",
+        `${NAME}: the weights of embedDim ${E}, kdim ${kdim}, vdim ${vdim} (${Hkv} of ${H} heads for keys ` +
+          `and values) need about ${formatBytes(needed)} of WASM memory but only ` +
+          `${formatBytes(available)} can be provided within the 4 GiB wasm32 limit`,
+      );
+    }
+    const w =
+      o.weights !== undefined
+        ? checkWeights(o.weights, E, kvDim, kdim, vdim, bias)
+        : initWeights(E, kvDim, kdim, vdim, bias, seed);
     this.embedDim = E;
     this.numHeads = H;
     this.numKvHeads = Hkv;
@@ -310,7 +340,7 @@ export class MultiHeadAttention {
    */
   backward(gradOutput: TensorInput, saved: MhaSaved): MultiHeadAttentionGradients {
     this.#checkLive(BACKWARD);
-    return mhaBackward(BACKWARD, this, asTensor(BACKWARD, "gradOutput", gradOutput), saved);
+    return mhaBackward(BACKWARD, this, gradOutput, saved);
   }
 
   /** Copies of the weights and (with bias) biases, in PyTorch layout. */
@@ -328,7 +358,7 @@ export class MultiHeadAttention {
     const op = `${NAME}.setWeights`;
     this.#checkLive(op);
     const w = checkWeights(
-      weights,
+      weights as unknown,
       this.embedDim,
       this.numKvHeads * this.headDim,
       this.kdim,
@@ -358,7 +388,7 @@ export class MultiHeadAttention {
           const raw = call.inputF32(weight, "weights");
           const { outFeatures, inFeatures, packed } = projection;
           exports.packWeights(raw, outFeatures, inFeatures, inFeatures, packed);
-          if (bias) workspace.f32.set(bias, projection.bias >>> 2);
+          if (bias) workspace.f32.set(bias.data, projection.bias >>> 2);
         }
       },
     );
@@ -380,11 +410,25 @@ export class MultiHeadAttention {
 
   /** A KV cache for decoding: keys and values of up to `maxLength` tokens per batch entry. */
   createCache(options: KVCacheOptions): KVCache {
-    this.#checkLive(`${NAME}.createCache`);
-    checkOptionsObject(`${NAME}.createCache`, options, CACHE_KEYS);
-    const batch =
-      options.batch === undefined ? 1 : positiveInt(options.batch, "batch", `${NAME}.createCache`);
-    const maxLength = positiveInt(options.maxLength, "maxLength", `${NAME}.createCache`);
+    const op = `${NAME}.createCache`;
+    this.#checkLive(op);
+    const o = readOptions<KVCacheOptions>(op, options, CACHE_KEYS);
+    const batch = optInteger(op, "batch", o.batch, 1, MAX_DIM) ?? 1;
+    if (o.maxLength === undefined) {
+      throw new AttentionError("BAD_OPTION", `${op}: maxLength is required (a positive integer)`);
+    }
+    const maxLength = optInteger(op, "maxLength", o.maxLength, 1, MAX_DIM) ?? 1;
+    // Keys and values, each [batch, maxLength, kvDim]: checked before either is allocated.
+    const each = batch * maxLength * this.numKvHeads * this.headDim * 4;
+    const needed = 2 * Workspace.blockSize(each);
+    const available = this.#kernels.workspace.bytesAvailable();
+    if (!(needed <= available)) {
+      throw new AttentionError(
+        "OUT_OF_MEMORY",
+        `${op}: a cache of batch ${batch} and maxLength ${maxLength} needs about ${formatBytes(needed)} ` +
+          `of WASM memory but only ${formatBytes(available)} can be provided within the 4 GiB wasm32 limit`,
+      );
+    }
     const cache = new KVCacheImpl(
       this.#kernels.workspace,
       batch,
@@ -427,10 +471,13 @@ export class MultiHeadAttention {
   }
 
   // Packs one weight matrix (and copies its bias) into memory kept until dispose().
-  #pack(weight: Tensor, bias: Float32Array | undefined): Projection {
+  #pack(weight: Tensor, bias: Tensor | undefined): Projection {
     const { exports, workspace } = this.#kernels;
     const [outFeatures, inFeatures] = weight.shape;
-    const packed = this.#persistent(exports.packedWeightsBytes(outFeatures, inFeatures), "weights");
+    const packed = this.#persistent(
+      packedWeightsBytes(this.#kernels, outFeatures, inFeatures),
+      "weights",
+    );
     withCall(
       NAME,
       (k) => stagedBytes(weight, k),
@@ -442,33 +489,40 @@ export class MultiHeadAttention {
     let biasPtr = 0;
     if (bias) {
       biasPtr = this.#persistent(outFeatures * 4, "bias");
-      workspace.f32.set(bias, biasPtr >>> 2);
+      workspace.f32.set(bias.data, biasPtr >>> 2);
     }
     return { packed, bias: biasPtr, outFeatures, inFeatures };
   }
 
-  // Checks the arguments of a forward call and plans it: its workspace bytes and its steps.
+  // Checks the arguments of a forward call and plans it: its workspace bytes and its steps. Every
+  // argument is read here, once, into a snapshot; the steps stage every input into WASM memory
+  // (and copy what backward keeps) before their first yield, so forwardAsync reads nothing of the
+  // caller's once it has returned its promise.
   #planForward(
     op: string,
-    queryIn: TensorInput,
-    keyIn: TensorInput | undefined,
-    valueIn: TensorInput | undefined,
-    options: MultiHeadAttentionForwardOptions,
+    queryIn: unknown,
+    keyIn: unknown,
+    valueIn: unknown,
+    optionsIn: unknown,
   ): Planned<MultiHeadAttentionResult> {
-    checkOptionsObject(op, options, FORWARD_KEYS);
-    // The { data, shape } forms (ONNX Runtime's { data, dims } accepted), keeping which arguments
-    // are the same object: self-attention stages its input once.
-    const query = asTensor(op, "query", queryIn);
+    const options = readOptions<MultiHeadAttentionForwardOptions>(op, optionsIn, FORWARD_KEYS);
+    // Snapshots of the { data, shape } forms (ONNX Runtime's { data, dims } accepted), keeping which
+    // arguments are the same object: self-attention stages its input once.
+    const query = readTensor<Float32Array>(op, "query", queryIn, ["float32"]);
     const keyGiven =
-      keyIn === undefined ? undefined : keyIn === queryIn ? query : asTensor(op, "key", keyIn);
+      keyIn === undefined || keyIn === null
+        ? undefined
+        : keyIn === queryIn
+          ? query
+          : readTensor<Float32Array>(op, "key", keyIn, ["float32"]);
     const valueGiven =
-      valueIn === undefined
+      valueIn === undefined || valueIn === null
         ? undefined
         : valueIn === queryIn
           ? query
           : valueIn === keyIn
             ? keyGiven
-            : asTensor(op, "value", valueIn);
+            : readTensor<Float32Array>(op, "value", valueIn, ["float32"]);
     const key = keyGiven ?? query;
     const value = valueGiven ?? query;
     const E = this.embedDim;
@@ -486,13 +540,11 @@ export class MultiHeadAttention {
       );
     }
     const cache = options.cache as KVCacheImpl | undefined; // checked below
-    if (options.keepForBackward !== undefined && typeof options.keepForBackward !== "boolean") {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: keepForBackward must be a boolean, got ${describe(options.keepForBackward)}`,
-      );
-    }
-    const keepForBackward = options.keepForBackward === true;
+    const keepForBackward = optBoolean(op, "keepForBackward", options.keepForBackward) === true;
+    const needWeights = optBoolean(op, "needWeights", options.needWeights) === true;
+    const average = optBoolean(op, "averageWeights", options.averageWeights) ?? true;
+    const causal = optBoolean(op, "causal", options.causal);
+    const window = readWindow(op, options.window);
     if (keepForBackward && cache !== undefined) {
       throw new AttentionError(
         "BAD_OPTION",
@@ -504,7 +556,7 @@ export class MultiHeadAttention {
       if (!(cache instanceof KVCacheImpl) || !cache.belongsTo(this)) {
         throw new AttentionError(
           "BAD_OPTION",
-          `${op}: cache must come from this module's createCache()`,
+          `${op}: cache must come from this module's createCache(), got ${describe(cache)}`,
         );
       }
       cache.checkUsable(op, B, Nnew);
@@ -514,8 +566,7 @@ export class MultiHeadAttention {
 
     let keyMask: Tensor<Uint8Array> | undefined;
     if (options.keyMask !== undefined) {
-      keyMask = asTensor(op, "keyMask", options.keyMask as TensorInput<Uint8Array>);
-      checkTensor(op, "keyMask", keyMask, ["uint8"]);
+      keyMask = readTensor<Uint8Array>(op, "keyMask", options.keyMask, ["uint8"]);
       const s = keyMask.shape;
       if (s.length !== 2 || s[0] !== B || s[1] !== Nk) {
         throw new AttentionError(
@@ -525,40 +576,27 @@ export class MultiHeadAttention {
       }
     }
     const mask =
-      options.mask &&
-      (asTensor(op, "mask", options.mask as TensorInput<Float32Array | Uint8Array>) as
-        Tensor<Uint8Array> | Tensor<Float32Array>);
+      options.mask === undefined
+        ? undefined
+        : readTensor<Uint8Array | Float32Array>(op, "mask", options.mask, ["uint8", "float32"]);
     let maskShape: readonly number[] | undefined;
     if (mask !== undefined) {
-      checkTensor(op, "mask", mask, ["uint8", "float32"]);
       // PyTorch's [B·H, Nq, Nk] form: the same memory seen as [B, H, Nq, Nk].
       const s = mask.shape;
       if (s.length === 3 && s[0] === B * H && B > 1) maskShape = [B, H, s[1], s[2]];
     }
-    if (options.needWeights !== undefined && typeof options.needWeights !== "boolean") {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: needWeights must be a boolean, got ${describe(options.needWeights)}`,
-      );
-    }
-    if (options.averageWeights !== undefined && typeof options.averageWeights !== "boolean") {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: averageWeights must be a boolean, got ${describe(options.averageWeights)}`,
-      );
-    }
-    const needWeights = options.needWeights === true;
-    const average = options.averageWeights ?? true;
+    const attentionOptions: AttentionOptions = {
+      returnWeights: needWeights,
+      returnLse: keepForBackward,
+    };
+    if (mask !== undefined)
+      attentionOptions.mask = mask as Tensor<Uint8Array> | Tensor<Float32Array>;
+    if (causal !== undefined) attentionOptions.causal = causal;
+    if (window !== undefined) attentionOptions.window = window;
     const plan: AttentionPlan = planAttention(
       op,
       { B, H, Hkv: this.numKvHeads, Nq, Nk, D: hd, Dv: hd },
-      {
-        mask,
-        causal: options.causal,
-        window: options.window,
-        returnWeights: needWeights,
-        returnLse: keepForBackward,
-      },
+      attentionOptions,
       maskShape,
     );
     const selfAttention = key === query && value === query;
@@ -567,29 +605,89 @@ export class MultiHeadAttention {
     const ropeRows = Math.max(Nq, Nnew);
     const block = Workspace.blockSize;
     const lead = query.shape.slice(0, -2);
+    const outRows = B * Nq; // rows of Q, of the attention output and of the output
+    const newRows = B * Nnew; // rows of this call's keys and values
     const { q: pq, k: pk, v: pv, o: po } = this.#projections;
     const { kdim, vdim, numKvHeads } = this;
     const owner = this;
+    const weightsShape = (): number[] =>
+      average ? [...lead, Nq, Nk] : lead.length ? [B, H, Nq, Nk] : [H, Nq, Nk];
+
+    // Nothing to compute (no output row, no key for a cache to take): an empty result at once,
+    // without allocating, running a kernel or dispatching to the pool.
+    if (outRows === 0 && (cache === undefined || newRows === 0)) {
+      const saved =
+        keepForBackward &&
+        this.#keep({
+          query,
+          key,
+          value,
+          keyGiven,
+          valueGiven,
+          selfAttention,
+          crossSame,
+          B,
+          Nq,
+          Nk,
+          q: new Float32Array(0),
+          k: new Float32Array(0),
+          v: new Float32Array(0),
+          attended: new Float32Array(0),
+          lse: new Float32Array(0),
+          mask,
+          maskShape,
+          keyMask,
+          causal,
+          window,
+        });
+      return {
+        bytes: () => 0,
+        steps: function* (): Steps<MultiHeadAttentionResult> {
+          const result: MultiHeadAttentionResult = {
+            output: { data: new Float32Array(0), shape: [...lead, Nq, E] },
+          };
+          if (needWeights) result.weights = { data: new Float32Array(0), shape: weightsShape() };
+          if (saved) result.saved = saved;
+          return result;
+        },
+      };
+    }
 
     const bytes = (k: Kernels): number =>
       stagedBytes(query, k) +
       (selfAttention ? 0 : stagedBytes(key, k)) +
       (selfAttention || crossSame ? 0 : stagedBytes(value, k)) +
-      block(B * Nq * E * 4) * 3 + // Q, attention output, output
-      (cache ? 0 : block(B * Nnew * kvDim * 4) * 2) + // K, V
+      block(outRows * E * 4) * 3 + // Q, attention output, output
+      (cache ? 0 : block(newRows * kvDim * 4) * 2) + // K, V
       (keyMask ? stagedBytes(keyMask, k) : 0) +
+      (plan.mask ? stagedBytes(plan.mask.tensor, k) : 0) +
       (rope ? block(ropeTableBytes(ropeRows, hd)) : 0) +
       (k.pool?.size ?? 1) * block(k.exports.gemmScratchBytes()) * 4 +
       block(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
-      attentionBytes(k, plan);
+      (Nk > 0 ? attentionBytes(k, plan) : 0);
 
     // The data flow of a forward call; forward() runs each yielded step, forwardAsync() awaits it.
     const steps = function* (call: Call): Steps<MultiHeadAttentionResult> {
+      // Everything read from the caller's arrays happens here, before the first yield.
+      const copies = keepForBackward
+        ? copyInputs(query, key, value, selfAttention, crossSame, mask, maskShape, keyMask)
+        : undefined;
       const qIn = call.inputF32(query, "query");
       const kIn = selfAttention ? qIn : call.inputF32(key, "key");
       const vIn = selfAttention ? qIn : crossSame ? kIn : call.inputF32(value, "value");
-      const qPtr = call.alloc(B * Nq * E * 4, "Q");
-      yield project(pq, qIn, B * Nq, qPtr, E);
+      const keyMaskPtr = keyMask ? call.inputU8(keyMask, "keyMask") : 0;
+      let maskOperand: AttentionOperands["mask"];
+      if (plan.mask && Nk > 0) {
+        const t = plan.mask.tensor;
+        const ptr =
+          typedArrayName(t.data) === "Uint8Array"
+            ? call.inputU8(t as Tensor<Uint8Array>, "mask")
+            : call.inputF32(t as Tensor<Float32Array>, "mask");
+        maskOperand = { ptr, kind: plan.mask.kind, strides: plan.mask.strides };
+      }
+
+      const qPtr = call.alloc(outRows * E * 4, "Q");
+      if (outRows > 0) yield project(pq, qIn, outRows, qPtr, E);
       const qOperand: Operand = { ptr: qPtr, strideB: Nq * E, strideH: hd, strideRow: E };
       // Keys and values: into the cache after its `past` tokens, or into fresh buffers.
       let kOperand: Operand;
@@ -597,7 +695,7 @@ export class MultiHeadAttention {
       let kRows: number; // where this call's keys start, for RoPE
       if (cache) {
         const at = cache.appendTargets();
-        for (let b = 0; b < B; b++) {
+        for (let b = 0; b < B && Nnew > 0; b++) {
           const firstRow = b * Nnew;
           yield project(pk, kIn + firstRow * kdim * 4, Nnew, at.keys(b), kvDim);
           yield project(pv, vIn + firstRow * vdim * 4, Nnew, at.values(b), kvDim);
@@ -616,10 +714,12 @@ export class MultiHeadAttention {
         };
         kRows = past;
       } else {
-        const kPtr = call.alloc(B * Nnew * kvDim * 4, "K");
-        const vPtr = call.alloc(B * Nnew * kvDim * 4, "V");
-        yield project(pk, kIn, B * Nnew, kPtr, kvDim);
-        yield project(pv, vIn, B * Nnew, vPtr, kvDim);
+        const kPtr = call.alloc(newRows * kvDim * 4, "K");
+        const vPtr = call.alloc(newRows * kvDim * 4, "V");
+        if (newRows > 0) {
+          yield project(pk, kIn, newRows, kPtr, kvDim);
+          yield project(pv, vIn, newRows, vPtr, kvDim);
+        }
         kOperand = { ptr: kPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         vOperand = { ptr: vPtr, strideB: Nnew * kvDim, strideH: hd, strideRow: kvDim };
         kRows = 0;
@@ -627,67 +727,200 @@ export class MultiHeadAttention {
       if (rope) {
         // Queries sit at the last Nq positions of the Nk keys (lower-right, as the kernel's causal).
         const table = call.alloc(ropeTableBytes(ropeRows, hd), "rope table");
-        applyRopeInPlace(call, rope, qOperand, B, H, Nq, hd, Nk - Nq, table);
+        if (outRows > 0) applyRopeInPlace(call, rope, qOperand, B, H, Nq, hd, Nk - Nq, table);
         const newKeys = { ...kOperand, ptr: kOperand.ptr + kRows * kvDim * 4 };
-        applyRopeInPlace(call, rope, newKeys, B, numKvHeads, Nnew, hd, past, table);
+        if (newRows > 0)
+          applyRopeInPlace(call, rope, newKeys, B, numKvHeads, Nnew, hd, past, table);
       }
-      const attended = call.alloc(B * Nq * E * 4, "attention output");
-      const attention: AttentionStep = {
-        plan,
-        operands: {
-          q: qOperand,
-          k: kOperand,
-          v: vOperand,
-          out: { ...qOperand, ptr: attended },
-          keyMask: keyMask ? { ptr: call.inputU8(keyMask, "keyMask"), strideB: Nk } : undefined,
-        },
-      };
-      yield attention;
-      const result = attention.result ?? {};
-      const yPtr = call.alloc(B * Nq * E * 4, "output");
-      yield project(po, attended, B * Nq, yPtr, E);
+      if (outRows === 0) {
+        // A cache fed keys without queries: nothing to attend.
+        if (cache) cache.commit(Nnew);
+        const empty: MultiHeadAttentionResult = {
+          output: { data: new Float32Array(0), shape: [...lead, Nq, E] },
+        };
+        if (needWeights) empty.weights = { data: new Float32Array(0), shape: weightsShape() };
+        return empty;
+      }
+      const attended = call.alloc(outRows * E * 4, "attention output");
+      let result: { weights?: Float32Array; lse?: Float32Array };
+      if (Nk === 0) {
+        // No key at all: every row is fully masked, so the attention output is zeros (the output
+        // is then the output projection's bias) and lse −Infinity.
+        call.workspace.f32.fill(0, attended >>> 2, (attended >>> 2) + outRows * E);
+        result = {
+          weights: needWeights ? new Float32Array(0) : undefined,
+          lse: keepForBackward ? new Float32Array(B * H * Nq).fill(-Infinity) : undefined,
+        };
+      } else {
+        const attention: AttentionStep = {
+          plan,
+          operands: {
+            q: qOperand,
+            k: kOperand,
+            v: vOperand,
+            out: { ...qOperand, ptr: attended },
+            keyMask: keyMask ? { ptr: keyMaskPtr, strideB: Nk } : undefined,
+            mask: maskOperand,
+          },
+        };
+        yield attention;
+        result = attention.result ?? {};
+      }
+      const yPtr = call.alloc(outRows * E * 4, "output");
+      yield project(po, attended, outRows, yPtr, E);
       if (cache) cache.commit(Nnew);
       const output: MultiHeadAttentionResult = {
-        output: { data: call.outputF32(yPtr, B * Nq * E), shape: [...lead, Nq, E] },
+        output: { data: call.outputF32(yPtr, outRows * E), shape: [...lead, Nq, E] },
       };
       if (result.weights) {
         output.weights = average
-          ? { data: averageHeads(result.weights, B, H, Nq * Nk), shape: [...lead, Nq, Nk] }
-          : { data: result.weights, shape: lead.length ? [B, H, Nq, Nk] : [H, Nq, Nk] };
+          ? { data: averageHeads(result.weights, B, H, Nq * Nk), shape: weightsShape() }
+          : { data: result.weights, shape: weightsShape() };
       }
-      if (keepForBackward) {
-        // Copies of everything backward reads: the inputs, Q and K after RoPE (no cache here, so K
-        // and V are the fresh buffers), V, the attention output, lse, masks and options.
-        const queryCopy = copyTensor(query);
-        const keyCopy = selfAttention ? queryCopy : copyTensor(key);
-        const state: SavedState = {
-          owner,
-          // A snapshot: setWeights() after this call does not change the gradients of this call.
-          weights: owner.#readWeights(),
-          query: queryCopy,
-          key: keyCopy,
-          value: selfAttention ? queryCopy : crossSame ? keyCopy : copyTensor(value),
-          keyGiven: keyGiven !== undefined,
-          valueGiven: valueGiven !== undefined,
+      if (copies) {
+        // Q and K after RoPE (no cache here, so K and V are the fresh buffers), V, the attention
+        // output and lse, with the copies of the inputs and masks taken before the first step.
+        output.saved = owner.#keep({
+          ...copies,
+          keyGiven,
+          valueGiven,
+          selfAttention,
+          crossSame,
           B,
           Nq,
           Nk,
-          q: call.outputF32(qOperand.ptr, B * Nq * E),
+          q: call.outputF32(qOperand.ptr, outRows * E),
           k: call.outputF32(kOperand.ptr, B * Nk * kvDim),
           v: call.outputF32(vOperand.ptr, B * Nk * kvDim),
-          attended: call.outputF32(attended, B * Nq * E),
+          attended: call.outputF32(attended, outRows * E),
           lse: result.lse ?? new Float32Array(0),
-          mask: mask && (copyTensor<Float32Array | Uint8Array>(mask, maskShape) as typeof mask),
-          keyMask: keyMask && copyTensor(keyMask),
-          causal: options.causal,
-          window: options.window && [options.window[0], options.window[1]],
-        };
-        output.saved = keep(state);
+          causal,
+          window,
+        });
       }
       return output;
     };
     return { bytes, steps };
   }
+
+  // The opaque `saved` handle of a forward call; the weights are a snapshot, so setWeights() after
+  // the call does not change its gradients. Inputs not copied yet (`copied` false) are copied here.
+  #keep(s: KeepArgs): MhaSaved {
+    const copies =
+      s.copied === true
+        ? s
+        : copyInputs(
+            s.query,
+            s.key,
+            s.value,
+            s.selfAttention,
+            s.crossSame,
+            s.mask,
+            s.maskShape,
+            s.keyMask,
+          );
+    const state: SavedState = {
+      owner: this,
+      weights: this.#readWeights(),
+      query: copies.query,
+      key: copies.key,
+      value: copies.value,
+      keyGiven: s.keyGiven !== undefined,
+      valueGiven: s.valueGiven !== undefined,
+      B: s.B,
+      Nq: s.Nq,
+      Nk: s.Nk,
+      q: s.q,
+      k: s.k,
+      v: s.v,
+      attended: s.attended,
+      lse: s.lse,
+      mask: copies.mask as SavedState["mask"],
+      keyMask: copies.keyMask,
+      causal: s.causal,
+      window: s.window,
+    };
+    return keep(state);
+  }
+}
+
+interface InputCopies {
+  copied: true;
+  query: Tensor;
+  key: Tensor;
+  value: Tensor;
+  mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
+  keyMask?: Tensor<Uint8Array>;
+}
+
+interface KeepArgs {
+  copied?: boolean;
+  query: Tensor;
+  key: Tensor;
+  value: Tensor;
+  keyGiven: Tensor | undefined;
+  valueGiven: Tensor | undefined;
+  selfAttention: boolean;
+  crossSame: boolean;
+  B: number;
+  Nq: number;
+  Nk: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  attended: Float32Array;
+  lse: Float32Array;
+  mask?: Tensor<Uint8Array | Float32Array> | Tensor<Uint8Array> | Tensor<Float32Array>;
+  maskShape?: readonly number[];
+  keyMask?: Tensor<Uint8Array>;
+  causal?: boolean;
+  window?: readonly [number, number];
+}
+
+// Copies in fresh JavaScript memory of everything backward reads of the caller's: the inputs (key
+// and value the same copy where they were the same tensor) and the masks.
+function copyInputs(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  selfAttention: boolean,
+  crossSame: boolean,
+  mask: Tensor<Uint8Array | Float32Array> | undefined,
+  maskShape: readonly number[] | undefined,
+  keyMask: Tensor<Uint8Array> | undefined,
+): InputCopies {
+  const queryCopy = copyTensor(query);
+  const keyCopy = key === query ? queryCopy : copyTensor(key);
+  return {
+    copied: true,
+    query: queryCopy,
+    key: keyCopy,
+    value: selfAttention || value === query ? queryCopy : crossSame ? keyCopy : copyTensor(value),
+    mask: mask && (copyTensor(mask, maskShape) as Tensor<Uint8Array> | Tensor<Float32Array>),
+    keyMask: keyMask && copyTensor(keyMask),
+  };
+}
+
+/**
+ * The `window` option read once: a genuine array of two entries is copied (each read once) for
+ * planAttention to check; anything else is passed on as is, for planAttention to refuse.
+ */
+function readWindow(op: string, w: unknown): readonly [number, number] | undefined {
+  if (w === undefined || !Array.isArray(w)) return w as undefined;
+  try {
+    const length: unknown = w.length;
+    if (length !== 2) return w as unknown as readonly [number, number];
+    return Object.freeze([w[0], w[1]]) as unknown as readonly [number, number];
+  } catch (err) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: window cannot be read (${err instanceof Error ? err.message : String(err)})`,
+    );
+  }
+}
+
+function missing(name: string): never {
+  throw new AttentionError("BAD_OPTION", `${NAME}: ${name} is required (a positive integer)`);
 }
 
 // y [rows, outFeatures] (row stride ldy) = x [rows, inFeatures] · Wᵀ + b.
@@ -698,19 +931,8 @@ function project(p: Projection, x: number, rows: number, y: number, ldy: number)
   };
 }
 
-function positiveInt(x: unknown, name: string, op: string = NAME): number {
-  if (typeof x !== "number" || !Number.isInteger(x) || x < 1) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: ${name} must be a positive integer, got ${describe(x)}`,
-    );
-  }
-  return x;
-}
-
 // [B, N] of a [B, N, features] (or [N, features]) input, checking the feature size.
 function sequenceDims(op: string, t: Tensor, name: string, features: number): [number, number] {
-  checkTensor(op, name, t, ["float32"]);
   const s = t.shape;
   if ((s.length !== 3 && s.length !== 2) || s[s.length - 1] !== features) {
     throw new AttentionError(
@@ -746,14 +968,14 @@ interface CheckedWeights {
   wk: Tensor;
   wv: Tensor;
   wo: Tensor;
-  bq?: Float32Array;
-  bk?: Float32Array;
-  bv?: Float32Array;
-  bo?: Float32Array;
+  bq?: Tensor;
+  bk?: Tensor;
+  bv?: Tensor;
+  bo?: Tensor;
 }
 
 function checkWeights(
-  w: MultiHeadAttentionWeights,
+  weights: unknown,
   E: number,
   kvDim: number,
   kdim: number,
@@ -761,36 +983,38 @@ function checkWeights(
   bias: boolean,
   op: string = NAME,
 ): CheckedWeights {
-  checkOptionsObject(op, w, WEIGHT_KEYS, "weights");
+  const w = readOptions<MultiHeadAttentionWeights>(op, weights, WEIGHT_KEYS, "weights");
+  const matrix = (name: "wq" | "wk" | "wv" | "wo", inp: number, out: number): Tensor => {
+    const m = w[name];
+    if (m === undefined) {
+      throw new AttentionError("BAD_OPTION", `${op}: weights.${name} [${out},${inp}] is missing`);
+    }
+    return weightTensor(op, `weights.${name}`, m, inp, out);
+  };
   const checked: CheckedWeights = {
-    wq: weightTensor(op, "weights.wq", w.wq, E, E),
-    wk: weightTensor(op, "weights.wk", w.wk, kdim, kvDim),
-    wv: weightTensor(op, "weights.wv", w.wv, vdim, kvDim),
-    wo: weightTensor(op, "weights.wo", w.wo, E, E),
+    wq: matrix("wq", E, E),
+    wk: matrix("wk", kdim, kvDim),
+    wv: matrix("wv", vdim, kvDim),
+    wo: matrix("wo", E, E),
   };
   const biasSizes = { bq: E, bk: kvDim, bv: kvDim, bo: E } as const;
   for (const name of ["bq", "bk", "bv", "bo"] as const) {
     const b = w[name];
+    const n = biasSizes[name];
     if (b === undefined) {
-      if (bias) checked[name] = new Float32Array(biasSizes[name]);
+      if (bias) checked[name] = { data: new Float32Array(n), shape: [n] };
       continue;
     }
     if (!bias) {
       throw new AttentionError("BAD_OPTION", `${op}: weights.${name} is given but bias is false`);
     }
-    if (!(b instanceof Float32Array)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${op}: weights.${name} must be a Float32Array, got ${describe(b)}`,
-      );
-    }
-    if (b.length !== biasSizes[name]) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${op}: weights.${name} has shape [${b.length}] but must be [${biasSizes[name]}]`,
-      );
-    }
-    checked[name] = b;
+    checked[name] = readVector(
+      op,
+      `weights.${name}`,
+      b,
+      n,
+      name === "bq" || name === "bo" ? "[E]" : "[E·Hkv/H]",
+    );
   }
   return checked;
 }
@@ -822,10 +1046,11 @@ function initWeights(
     wo: { data: uniform(E * E, 1 / Math.sqrt(E)), shape: [E, E] },
   };
   if (bias) {
-    w.bq = new Float32Array(E);
-    w.bk = new Float32Array(kvDim);
-    w.bv = new Float32Array(kvDim);
-    w.bo = new Float32Array(E);
+    const zeros = (n: number): Tensor => ({ data: new Float32Array(n), shape: [n] });
+    w.bq = zeros(E);
+    w.bk = zeros(kvDim);
+    w.bv = zeros(kvDim);
+    w.bo = zeros(E);
   }
   return w;
 }

@@ -395,7 +395,7 @@ describe("errors leave memory untouched and the module usable", () => {
     expectError(
       () => m.forward(one, undefined, undefined, bad({ keepForBackward: 1 })),
       "BAD_OPTION",
-      /keepForBackward must be a boolean, got number 1/,
+      /keepForBackward must be true or false, got number 1/,
     );
     expect(m.forward(one, undefined, undefined, { cache }).output.shape).toEqual([1, 2, E]);
     expect(cache.length).toBe(2);

@@ -468,7 +468,7 @@ const FORWARD: Array<[string, AttentionErrorCode, () => ForwardArgs, string[]]> 
     () => [q, k, v, { window: [1.5, 0] }],
     ["window"],
   ],
-  ["options null", "BAD_OPTION", () => [q, k, v, bad(null)], ["options"]],
+  ["options a string", "BAD_OPTION", () => [q, k, v, bad("causal")], ["options"]],
   [
     "cache not made by createCache",
     "BAD_OPTION",
