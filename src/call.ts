@@ -36,17 +36,25 @@ export class Call {
   inputF32(tensor: Tensor<Float32Array>, what: string): number {
     const inPlace = this.inPlace(tensor, what);
     if (inPlace !== undefined) return inPlace;
-    const ptr = this.alloc(tensor.data.byteLength, what);
-    this.workspace.f32.set(tensor.data, ptr >>> 2);
+    const data = this.outsideMemory(tensor.data);
+    const ptr = this.alloc(data.byteLength, what);
+    this.workspace.f32.set(data, ptr >>> 2);
     return ptr;
   }
 
   inputU8(tensor: Tensor<Uint8Array>, what: string): number {
     const inPlace = this.inPlace(tensor, what);
     if (inPlace !== undefined) return inPlace;
-    const ptr = this.alloc(tensor.data.byteLength, what);
-    this.workspace.u8.set(tensor.data, ptr);
+    const data = this.outsideMemory(tensor.data);
+    const ptr = this.alloc(data.byteLength, what);
+    this.workspace.u8.set(data, ptr);
     return ptr;
+  }
+
+  // An input that views WASM memory without being a WasmTensor (a hand-made view, a freed tensor's
+  // old view) is copied out first: the allocation may grow memory, which detaches such a view.
+  private outsideMemory<T extends Float32Array | Uint8Array>(data: T): T {
+    return data.buffer === this.workspace.buffer ? (data.slice() as T) : data;
   }
 
   private inPlace(tensor: Tensor<Float32Array | Uint8Array>, what: string): number | undefined {

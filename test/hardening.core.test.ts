@@ -247,3 +247,16 @@ describe("WasmTensors used in place by an async call", () => {
     expect(memoryStats().bytesInUse).toBeLessThanOrEqual(baseline + 64);
   });
 });
+
+describe("inputs that view WASM memory without being a WasmTensor", () => {
+  it("are read correctly even when the call grows memory", () => {
+    const n = memoryStats().memoryBytes / 4 + 1024; // the call must grow memory to stage a copy
+    const t = allocTensor([n]);
+    t.data.fill(0);
+    const view = new Float32Array(t.data.buffer, t.byteOffset, n);
+    view[0] = 50;
+    const { data } = softmax({ data: view, shape: [n] });
+    expect(data[0]).toBeCloseTo(1, 6);
+    t.free();
+  });
+});
