@@ -78,7 +78,7 @@ function planHard(
   const options = readOptions<HardAttentionOptions>(op, optionsIn, HARD_KEYS);
   const topK = optInteger(op, "topK", options.topK, 1, MAX_DIM);
   if (topK === undefined) {
-    throw new AttentionError("BAD_OPTION", `${op}: topK is missing (an integer >= 1)`);
+    throw new AttentionError("BAD_OPTION", `${op}: options.topK is missing (an integer >= 1)`);
   }
   const mask =
     options.mask === undefined
