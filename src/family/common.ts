@@ -118,13 +118,20 @@ function parameterTensor(
         `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(x)}`,
       );
     }
-    if (geometryOf(x).detached) {
+    // Where ArrayBuffer.prototype.detached is missing (Node 20), viewing a detached buffer throws.
+    let view: Float32Array | undefined;
+    try {
+      if (!geometryOf(x).detached) view = plainView("Float32Array", x as Float32Array);
+    } catch {
+      view = undefined;
+    }
+    if (view === undefined) {
       throw new AttentionError(
         "BAD_DTYPE",
         `${op}: ${name}'s buffer is detached (transferred or resized away); pass a live array`,
       );
     }
-    value = plainView("Float32Array", x as Float32Array);
+    value = view;
     if (copy) value = value.slice();
   } else {
     if (Array.isArray(x)) {

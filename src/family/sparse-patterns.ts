@@ -21,11 +21,11 @@ interface FixedOptions {
 }
 interface LongformerOptions {
   window: number;
-  globalBlocks?: readonly number[];
+  globalBlocks?: readonly number[] | Int32Array;
 }
 interface BigBirdOptions {
   window: number;
-  globalBlocks?: readonly number[];
+  globalBlocks?: readonly number[] | Int32Array;
   randomBlocks: number;
   seed?: number;
 }
