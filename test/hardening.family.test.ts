@@ -502,6 +502,34 @@ describe("class 6: sizes past what can exist", () => {
     expect(codeOf(() => renderHeatmapSvg(e([1, 1, 2 ** 11, 0])))).toBe("SHAPE_MISMATCH");
     expect(renderHeatmapSvg(e([0, 0]))).toMatch(/^<svg/);
   });
+  it.each(NAMES)(
+    "%s: zeros for no keys that no memory could hold are OUT_OF_MEMORY",
+    async (name) => {
+      const args = OPS[name].args();
+      const real = (shape: number[]): Tensor => ({ data: new Float32Array(2 ** 16), shape });
+      if (FAMILY3.includes(name)) {
+        args[0] = real([1, 2 ** 16, 1]);
+        args[1] = e([1, 0, 1]);
+        args[2] = e([1, 0, 65536]);
+        if (name === "bilinearAttention") args[3] = { w: new Float32Array(1) };
+        if (name === "additiveAttention") {
+          args[3] = { wq: arr(1), wk: arr(1), va: arr(1) };
+        }
+        if (name === "hybridAttention") args[3] = { terms: [{ kind: "scaled-dot", weight: 1 }] };
+      } else if (name === "attentionPooling") {
+        args[0] = e([2 ** 20, 0, 65536]);
+        args[1] = { w: arr(65536), b: arr(1), context: arr(1) };
+      } else {
+        args[0] = real([1, 1, 2 ** 16, 1]);
+        args[1] = e([1, 1, 0, 1]);
+        args[2] = e([1, 1, 0, 65536]);
+        if (name === "blockSparseAttention") {
+          args[3] = { layout: { data: new Uint8Array(0), shape: [2 ** 16, 0] }, blockSize: 1 };
+        }
+      }
+      await expectRefused(name, args, "OUT_OF_MEMORY", ["output"]);
+    },
+  );
   it("attentionEntropy: 2^31 - 1 rows with no keys is SHAPE_MISMATCH", () => {
     expect(codeOf(() => attentionEntropy(e([2 ** 31 - 1, 0])))).toBe("SHAPE_MISMATCH");
   });

@@ -25,6 +25,7 @@ import { optBoolean, optFloat32, optInteger, readOptions } from "../option-value
 import { checkHeadDim } from "../shapes.js";
 import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
+import { checkEmptyOutput } from "./common.js";
 
 export interface BlockSparseOptions {
   /** uint8 [Nq/bs, Nk/bs] shared by all heads, or [H, Nq/bs, Nk/bs]; 1 = the block is computed. */
@@ -119,6 +120,7 @@ function planBlockSparse(
   }
   const lead = q.shape.slice(0, -2);
   if (B * H * Nq === 0 || Nk === 0) {
+    checkEmptyOutput(op, B * H * Nq * Dv, formatShape([...lead, Nq, Dv]));
     // Nothing to compute (no keys: every row is fully masked, zeros): no kernel, no allocation.
     const empty: AttentionResult = {
       output: { data: new Float32Array(B * H * Nq * Dv), shape: [...lead, Nq, Dv] },

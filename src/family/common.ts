@@ -6,7 +6,7 @@ import * as P from "../../assembly/shared.js";
 import { type Call } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import { weightTensor } from "../linear.js";
-import { type Kernels } from "../runtime.js";
+import { kernels, type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
 import { broadcastStrides, checkHeadDim } from "../shapes.js";
@@ -14,7 +14,7 @@ import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
 import { optBoolean } from "../option-values.js";
 import { describe, readTensor, type Tensor } from "../tensor.js";
 import { geometryOf, plainView, typedArrayName } from "../typed-arrays.js";
-import { Workspace } from "../workspace.js";
+import { formatBytes, Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
 export type Matrix = Float32Array | Tensor;
@@ -229,7 +229,8 @@ export function familyPlan(
  * The result of a call with nothing to compute: an empty output (B·Nq = 0), or, with no keys
  * (Nk = 0), every row fully masked: zeros, and empty weights [B, Nq, 0].
  */
-export function emptyFamilyResult(d: FamilyDims, returnWeights: boolean): FamilyResult {
+export function emptyFamilyResult(op: string, d: FamilyDims, returnWeights: boolean): FamilyResult {
+  checkEmptyOutput(op, d.B * d.Nq * d.Dv, formatShape([...d.lead, d.Nq, d.Dv]));
   const result: FamilyResult = {
     output: { data: new Float32Array(d.B * d.Nq * d.Dv), shape: [...d.lead, d.Nq, d.Dv] },
   };
@@ -330,4 +331,20 @@ export function readBag(
     if (x !== undefined && x !== null) snapshot[key] = x;
   }
   return snapshot;
+}
+
+/**
+ * Throws OUT_OF_MEMORY unless an output of `floats` float32s, which a call with nothing to compute
+ * returns as zeros without the kernels, could exist: as much as the same call would be refused for
+ * if it ran (its output passes through WASM memory).
+ */
+export function checkEmptyOutput(op: string, floats: number, shapeText: string): void {
+  const { workspace } = kernels(op);
+  const available = workspace.bytesAvailable();
+  if (floats * 4 <= available) return;
+  throw new AttentionError(
+    "OUT_OF_MEMORY",
+    `${op}: the output ${shapeText} needs ${formatBytes(floats * 4)} but only ${formatBytes(available)} ` +
+      `can be provided within the 4 GiB wasm32 limit`,
+  );
 }

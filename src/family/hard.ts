@@ -3,7 +3,7 @@
 
 import * as P from "../../assembly/shared.js";
 import { type Call, stagedBytes } from "../call.js";
-import { AttentionError } from "../errors.js";
+import { AttentionError, formatShape } from "../errors.js";
 import { kernels, type Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
@@ -13,6 +13,7 @@ import { optBoolean, optFloat32, optInteger, readOptions } from "../option-value
 import { checkHeadDim } from "../shapes.js";
 import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
+import { checkEmptyOutput } from "./common.js";
 
 export interface HardAttentionOptions {
   /** Scores kept per query row (ties go to the lower key index); 1 is argmax attention. */
@@ -93,6 +94,7 @@ function planHard(
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   const lead = q.shape.slice(0, -2);
   if (B * H * Nq === 0 || Nk === 0) {
+    checkEmptyOutput(op, B * H * Nq * Dv, formatShape([...lead, Nq, Dv]));
     // Nothing to compute (no keys: every row is fully masked, zeros): no kernel, no allocation.
     const empty: AttentionResult = {
       output: { data: new Float32Array(B * H * Nq * Dv), shape: [...lead, Nq, Dv] },

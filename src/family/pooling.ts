@@ -21,6 +21,7 @@ import { readOptions } from "../option-values.js";
 import { checkHeadDim } from "../shapes.js";
 import { readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
+import { checkEmptyOutput } from "./common.js";
 import { parameterMatrix, parameterVector, readBag, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
@@ -97,6 +98,7 @@ function planPooling(
   }
   const lead = s.length === 3 ? [B] : [];
   if (B === 0 || N === 0) {
+    checkEmptyOutput(op, B * D, formatShape([...lead, D]));
     // Nothing to compute (an empty sequence pools to zeros): no kernel, no allocation, no pool.
     const empty: Pooled = {
       output: { data: new Float32Array(B * D), shape: [...lead, D] },
