@@ -337,7 +337,7 @@ describe("class 3: options", () => {
     ],
     ["terms not an array", 5, "terms"],
     ["terms empty", [], "terms"],
-    ["terms with a hole", [, { kind: "scaled-dot", weight: 1 }], "terms[0]"], // eslint-disable-line no-sparse-arrays
+    ["terms with a hole", [, { kind: "scaled-dot", weight: 1 }], "terms[0]"],
     [
       "terms too many",
       Array.from({ length: 65 }, () => ({ kind: "scaled-dot", weight: 1 })),
@@ -546,7 +546,6 @@ describe("sparsePatterns", () => {
       "globalBlocks a Float32Array",
       () => sparsePatterns.longformer(4, bad({ window: 1, globalBlocks: new Float32Array([1]) })),
     ],
-    // eslint-disable-next-line no-sparse-arrays
     [
       "globalBlocks with a hole",
       () => sparsePatterns.longformer(4, bad({ window: 1, globalBlocks: [, 1] })),
@@ -595,7 +594,6 @@ describe("attentionEntropy, attentionRollout, renderHeatmapSvg", () => {
     ["options a string", [layer], "mean"],
     ["layers not an array", layer, {}],
     ["layers empty", [], {}],
-    // eslint-disable-next-line no-sparse-arrays
     ["layers with a hole", [, layer], {}],
   ])("attentionRollout: %s is refused", (_label, layers, options) => {
     const code = codeOf(() => attentionRollout(bad(layers), bad(options)));
@@ -617,7 +615,6 @@ describe("attentionEntropy, attentionRollout, renderHeatmapSvg", () => {
     ["rowLabels a string", { rowLabels: "ab" }, "BAD_OPTION"],
     ["rowLabels of numbers", { rowLabels: [1, 2] }, "BAD_OPTION"],
     ["colLabels of the wrong length", { colLabels: ["a"] }, "SHAPE_MISMATCH"],
-    // eslint-disable-next-line no-sparse-arrays
     ["colLabels with a hole", { colLabels: [, "b"] }, "BAD_OPTION"],
     ["options a string", "title", "BAD_OPTION"],
     ["an unknown key", { titel: "x" }, "BAD_OPTION"],

@@ -126,7 +126,6 @@ function planBlockSparse(
       output: { data: new Float32Array(B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
     };
     if (returnWeights) empty.weights = { data: new Float32Array(0), shape: [...lead, Nq, Nk] };
-    // eslint-disable-next-line require-yield
     return {
       bytes: () => 0,
       steps: function* () {

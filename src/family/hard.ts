@@ -102,7 +102,6 @@ function planHard(
     if (plan.returnWeights) {
       empty.weights = { data: new Float32Array(0), shape: [...lead, Nq, Nk] };
     }
-    // eslint-disable-next-line require-yield
     return {
       bytes: () => 0,
       steps: function* () {

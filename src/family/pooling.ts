@@ -104,7 +104,6 @@ function planPooling(
       output: { data: new Float32Array(B * D), shape: [...lead, D] },
       weights: { data: new Float32Array(0), shape: [...lead, N] },
     };
-    // eslint-disable-next-line require-yield
     return {
       bytes: () => 0,
       steps: function* () {

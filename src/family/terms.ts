@@ -264,7 +264,6 @@ function planScoreTerms(
   if (d.B * d.Nq === 0 || d.Nk === 0) {
     // Nothing to compute: no kernel, no allocation, no pool.
     const empty = emptyFamilyResult(op, d, options.returnWeights);
-    // eslint-disable-next-line require-yield
     return {
       bytes: () => 0,
       steps: function* () {
