@@ -5,40 +5,52 @@
 import { AttentionError, formatShape } from "./errors.js";
 import { linear } from "./linear.js";
 import { optionKeys } from "./option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+import { optBoolean, readOptions } from "./option-values.js";
+import { kernels } from "./runtime.js";
+import { product } from "./shapes.js";
+import { describe, readTensor, type Tensor, type TensorInput } from "./tensor.js";
 
 /**
  * Entropy −Σ p·ln p (natural log, 0·ln 0 = 0) of each distribution along the last axis: weights
- * [..., N] → [...]. A row of zeros (a fully masked query) has entropy 0.
+ * [..., N] → [...]. A row of zeros (a fully masked query) has entropy 0, and so has a row with no
+ * keys (N = 0: weights [3, 0] give [0, 0, 0]). Pure JavaScript: works before init().
  */
 export function attentionEntropy(weights: TensorInput): Tensor {
   const op = "attentionEntropy";
-  weights = asTensor(op, "weights", weights);
-  checkTensor(op, "weights", weights, ["float32"]);
-  const s = weights.shape;
+  const w = readTensor<Float32Array>(op, "weights", weights, ["float32"]);
+  const s = w.shape;
   if (s.length < 1) {
     throw new AttentionError("SHAPE_MISMATCH", `${op}: weights must have rank >= 1, got shape []`);
   }
   const n = s[s.length - 1];
-  const rows = n === 0 ? 0 : weights.data.length / n;
+  const lead = s.slice(0, -1);
+  const rows = product(lead);
+  // With N = 0 the data is empty whatever the leading dims: the rows exist only in the shape.
+  if (n === 0 && rows > MAX_EMPTY_ROWS) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: weights has shape ${formatShape(s)}: ${rows} rows with no keys would make an output of ` +
+        `${rows} entropies; at most ${MAX_EMPTY_ROWS} are supported`,
+    );
+  }
   const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
+  const data = w.data;
+  for (let r = 0; r < rows && n > 0; r++) {
     let h = 0;
     for (let j = r * n; j < (r + 1) * n; j++) {
-      const p = weights.data[j];
+      const p = data[j];
       if (p > 0) h -= p * Math.log(p);
     }
     out[r] = h;
   }
-  return { data: out, shape: s.slice(0, -1) };
+  return { data: out, shape: lead };
 }
+
+// An output the input does not pay for (rows of no keys) is bounded: 2^28 floats, 1 GiB.
+const MAX_EMPTY_ROWS = 2 ** 28;
+
+/** The most layers attentionRollout takes. */
+const MAX_LAYERS = 4096;
 
 export interface RolloutOptions {
   /** How heads are fused per layer: "mean" (default), "max" or "min". */
@@ -52,32 +64,34 @@ const ROLLOUT_KEYS = optionKeys<RolloutOptions>({ headFusion: true, residual: tr
 /**
  * Attention rollout over layers [B,H,N,N] each (layers[0] nearest the input): per layer fuse the
  * heads, add the identity (residual), divide each row by its sum; the result [B,N,N] is
- * Â_{L−1} · … · Â_1 · Â_0 (later layers multiply on the left).
+ * Â_{L−1} · … · Â_1 · Â_0 (later layers multiply on the left). Layers need at least one head
+ * (H >= 1). Its matrix products run on the SIMD GEMM, so unlike attentionEntropy it needs init():
+ * before, it throws NOT_INITIALIZED like the ops.
  */
-export function attentionRollout(
-  layers: readonly TensorInput[],
-  options: RolloutOptions = {},
-): Tensor {
+export function attentionRollout(layers: readonly TensorInput[], options?: RolloutOptions): Tensor {
   const op = "attentionRollout";
-  if (!Array.isArray(layers) || layers.length === 0) {
+  kernels(op); // NOT_INITIALIZED first, however many layers
+  const count: unknown = Array.isArray(layers) ? layers.length : undefined;
+  if (typeof count !== "number" || count < 1 || count > MAX_LAYERS) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: layers must be a non-empty array, got ${describe(layers)}`,
+      `${op}: layers must be an array of 1 to ${MAX_LAYERS} tensors, got ${describe(layers)}`,
     );
   }
-  const tensors: Tensor[] = layers.map((layer: TensorInput, l: number) =>
-    asTensor(op, `layers[${l}]`, layer),
+  const given: unknown[] = [];
+  for (let l = 0; l < count; l++) given.push(Object.hasOwn(layers, l) ? layers[l] : undefined);
+  const tensors = given.map((layer, l) =>
+    readTensor<Float32Array>(op, `layers[${l}]`, layer, ["float32"]),
   );
-  checkOptionsObject(op, options, ROLLOUT_KEYS);
-  const fusion = options.headFusion ?? "mean";
+  const o = readOptions<RolloutOptions>(op, options, ROLLOUT_KEYS);
+  const fusion = o.headFusion ?? "mean";
   if (fusion !== "mean" && fusion !== "max" && fusion !== "min") {
     throw new AttentionError(
       "BAD_OPTION",
       `${op}: headFusion must be "mean", "max" or "min", got ${describe(fusion)}`,
     );
   }
-  const residual = options.residual ?? true;
-  tensors.forEach((layer, l) => checkTensor(op, `layers[${l}]`, layer, ["float32"]));
+  const residual = optBoolean(op, "residual", o.residual) ?? true;
   const s = tensors[0].shape;
   if (s.length !== 4 || s[2] !== s[3]) {
     throw new AttentionError(
@@ -94,7 +108,15 @@ export function attentionRollout(
       );
     }
   });
+  if (H === 0) {
+    // No head: no attention to fuse (the mean would be 0/0, the max -Infinity).
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: layers have shape ${formatShape(s)} but rollout needs at least one head (H >= 1)`,
+    );
+  }
   const out = new Float32Array(B * N * N);
+  if (N === 0) return { data: out, shape: [B, N, N] };
   for (let b = 0; b < B; b++) {
     let rollout: Float32Array | undefined;
     for (const layer of tensors) {

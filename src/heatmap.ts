@@ -3,7 +3,8 @@
 
 import { AttentionError, formatShape } from "./errors.js";
 import { optionKeys } from "./option-keys.js";
-import { asTensor, checkOptionsObject, checkTensor, describe, type TensorInput } from "./tensor.js";
+import { readOptions } from "./option-values.js";
+import { describe, readTensor, type TensorInput } from "./tensor.js";
 import { escapeMarkup, rampColour } from "./svg-text.js";
 
 export interface HeatmapOptions {
@@ -33,49 +34,88 @@ function colour(t: number): string {
   return rampColour(RAMP, Number.isFinite(t) ? t : 0);
 }
 
+/** The largest matrix renderHeatmapSvg draws: at most this many rows, and as many columns. */
+export const MAX_HEATMAP_SIDE = 1024;
+/** ... and at most this many cells (a 512 × 512 matrix; each cell is about 150 bytes of SVG). */
+export const MAX_HEATMAP_CELLS = 512 * 512;
+
 /**
  * An SVG heatmap of weights [Nq, Nk] (rank 2, or rank 3+ with all leading dims 1): one cell per
  * (query, key) with a hover `<title>`, row and column labels, a title, and a colour legend scaled
- * from 0 to the largest weight.
+ * from 0 to the largest weight. Draws at most MAX_HEATMAP_SIDE rows and columns and
+ * MAX_HEATMAP_CELLS cells (SHAPE_MISMATCH beyond: slice the matrix first). Pure JavaScript: works
+ * before init().
  */
-export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions = {}): string {
+export function renderHeatmapSvg(weights: TensorInput, options?: HeatmapOptions): string {
   const op = "renderHeatmapSvg";
-  weights = asTensor(op, "weights", weights);
-  checkTensor(op, "weights", weights, ["float32"]);
-  const s = weights.shape;
+  const w = readTensor<Float32Array>(op, "weights", weights, ["float32"]);
+  const s = w.shape;
   if (s.length < 2 || s.slice(0, -2).some((d) => d !== 1)) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
       `${op}: weights has shape ${formatShape(s)} but must be [Nq, Nk]`,
     );
   }
-  checkOptionsObject(op, options, HEATMAP_KEYS);
   const [rows, cols] = s.slice(-2);
-  const labels = (given: readonly string[] | undefined, n: number, name: string): string[] => {
+  if (rows > MAX_HEATMAP_SIDE || cols > MAX_HEATMAP_SIDE || rows * cols > MAX_HEATMAP_CELLS) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: weights has shape ${formatShape(s)}, too large to draw: at most ${MAX_HEATMAP_SIDE} rows, ` +
+        `${MAX_HEATMAP_SIDE} columns and ${MAX_HEATMAP_CELLS} cells (draw a slice of it)`,
+    );
+  }
+  const o = readOptions<HeatmapOptions>(op, options, HEATMAP_KEYS);
+  const title = o.title;
+  if (title !== undefined && typeof title !== "string") {
+    throw new AttentionError("BAD_OPTION", `${op}: title must be a string, got ${describe(title)}`);
+  }
+  // Labels: an array of exactly n strings, read once.
+  const labels = (given: unknown, n: number, name: string): string[] => {
     if (given === undefined) return Array.from({ length: n }, (_, i) => String(i));
-    if (!Array.isArray(given) || given.length !== n) {
+    if (!Array.isArray(given)) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${name} must be an array of ${n} strings, got ${describe(given)}`,
+      );
+    }
+    const length: unknown = given.length;
+    if (length !== n) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
         `${op}: ${name} must hold ${n} labels, got ${describe(given)}`,
       );
     }
-    return given.map(String);
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const label: unknown = Object.hasOwn(given, i) ? given[i] : undefined;
+      if (typeof label !== "string") {
+        throw new AttentionError(
+          "BAD_OPTION",
+          `${op}: ${name}[${i}] must be a string, got ${describe(label)}`,
+        );
+      }
+      out.push(label);
+    }
+    return out;
   };
-  const rowLabels = labels(options.rowLabels, rows, "rowLabels");
-  const colLabels = labels(options.colLabels, cols, "colLabels");
-  const max = weights.data.reduce((m, x) => (x > m ? x : m), 0) || 1;
-  const left = 8 + Math.max(...rowLabels.map((l) => l.length), 1) * FONT * 0.62;
-  const top =
-    (options.title ? 28 : 8) + Math.max(...colLabels.map((l) => l.length), 1) * FONT * 0.62;
+  const rowLabels = labels(o.rowLabels, rows, "rowLabels");
+  const colLabels = labels(o.colLabels, cols, "colLabels");
+  const data = w.data;
+  let max = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] > max) max = data[i];
+  if (max === 0) max = 1;
+  const longest = (ls: readonly string[]): number => ls.reduce((m, l) => Math.max(m, l.length), 1);
+  const left = 8 + longest(rowLabels) * FONT * 0.62;
+  const top = (title ? 28 : 8) + longest(colLabels) * FONT * 0.62;
   const width = left + cols * CELL + 70;
   const height = Math.max(top + rows * CELL + 10, top + 130);
   const n = (x: number): string => x.toFixed(1);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${n(width)}" height="${n(height)}" viewBox="0 0 ${n(width)} ${n(height)}" font-family="sans-serif" font-size="${FONT}">`,
   ];
-  if (options.title)
+  if (title)
     parts.push(
-      `<text x="${n(width / 2)}" y="18" text-anchor="middle" font-size="14">${escapeMarkup(options.title)}</text>`,
+      `<text x="${n(width / 2)}" y="18" text-anchor="middle" font-size="14">${escapeMarkup(title)}</text>`,
     );
   colLabels.forEach((label, c) => {
     const x = left + c * CELL + CELL / 2;
@@ -90,10 +130,10 @@ export function renderHeatmapSvg(weights: TensorInput, options: HeatmapOptions =
   });
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
-      const w = weights.data[r * cols + c];
+      const x = data[r * cols + c];
       parts.push(
-        `<rect x="${n(left + c * CELL)}" y="${n(top + r * CELL)}" width="${CELL}" height="${CELL}" fill="${colour(w / max)}">` +
-          `<title>${escapeMarkup(rowLabels[r])} → ${escapeMarkup(colLabels[c])}: ${w.toFixed(4)}</title></rect>`,
+        `<rect x="${n(left + c * CELL)}" y="${n(top + r * CELL)}" width="${CELL}" height="${CELL}" fill="${colour(x / max)}">` +
+          `<title>${escapeMarkup(rowLabels[r])} → ${escapeMarkup(colLabels[c])}: ${x.toFixed(4)}</title></rect>`,
       );
     }
   }

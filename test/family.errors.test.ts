@@ -352,7 +352,7 @@ const OPTIONS: Case[] = [
     () => cosine({ temperature: "2" }),
     ["temperature"],
   ],
-  ["cosine: options null", "BAD_OPTION", () => cosine(null), ["cosineAttention"]],
+  ["cosine: options a string", "BAD_OPTION", () => cosine("yes"), ["cosineAttention"]],
   [
     "hybrid: cosine term with temperature 0",
     "BAD_OPTION",

@@ -8,12 +8,11 @@ import { AttentionError, formatShape } from "../errors.js";
 import {
   attentionBytes,
   attentionInputDims,
-  attentionInputs,
   contiguousOperand,
   planAttention,
   type AttentionResult,
 } from "../sdpa.js";
-import type { Kernels } from "../runtime.js";
+import { kernels, type Kernels } from "../runtime.js";
 import {
   runPlanned,
   runPlannedAsync,
@@ -22,15 +21,11 @@ import {
   type Steps,
 } from "../steps.js";
 import { optionKeys } from "../option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "../tensor.js";
+import { optBoolean, optFloat32, optInteger, readOptions } from "../option-values.js";
+import { checkHeadDim } from "../shapes.js";
+import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
+import { checkEmptyOutput } from "./common.js";
 
 export interface BlockSparseOptions {
   /** uint8 [Nq/bs, Nk/bs] shared by all heads, or [H, Nq/bs, Nk/bs]; 1 = the block is computed. */
@@ -82,22 +77,26 @@ export async function blockSparseAttentionAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planBlockSparse(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
-  options: BlockSparseOptions,
+  qIn: TensorInput,
+  kIn: TensorInput,
+  vIn: TensorInput,
+  optionsIn: BlockSparseOptions,
 ): Planned<AttentionResult> {
-  [q, k, v] = attentionInputs(op, q, k, v);
+  kernels(op); // NOT_INITIALIZED first
+  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
+  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
+  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options, BLOCK_SPARSE_KEYS);
-  const bs = options.blockSize;
-  const layout = options.layout === undefined ? undefined : asTensor(op, "layout", options.layout);
-  if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 1) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: blockSize must be a positive integer, got ${describe(bs)}`,
-    );
+  checkHeadDim(op, "q", q.shape, "head dim D", dims.D);
+  checkHeadDim(op, "v", v.shape, "value dim Dv", dims.Dv);
+  const options = readOptions<BlockSparseOptions>(op, optionsIn, BLOCK_SPARSE_KEYS);
+  const bs = optInteger(op, "blockSize", options.blockSize, 1, MAX_DIM);
+  if (bs === undefined) {
+    throw new AttentionError("BAD_OPTION", `${op}: options.blockSize is missing (an integer >= 1)`);
   }
+  const scale = optFloat32(op, "scale", options.scale);
+  const causal = optBoolean(op, "causal", options.causal);
+  const returnWeights = optBoolean(op, "returnWeights", options.returnWeights) ?? false;
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   if (Nq % bs !== 0 || Nk % bs !== 0) {
     throw new AttentionError(
@@ -105,9 +104,9 @@ function planBlockSparse(
       `${op}: Nq = ${Nq} and Nk = ${Nk} must be multiples of blockSize ${bs}`,
     );
   }
-  if (layout === undefined)
+  if (options.layout === undefined)
     throw new AttentionError("BAD_OPTION", `${op}: options.layout is missing`);
-  checkTensor(op, "layout", layout, ["uint8"]);
+  const layout = readTensor<Uint8Array>(op, "layout", options.layout, ["uint8"]);
   const [rows, cols] = [Nq / bs, Nk / bs];
   const s = layout.shape;
   const shared = s.length === 2 && s[0] === rows && s[1] === cols;
@@ -119,11 +118,22 @@ function planBlockSparse(
         `or [H, Nq/bs, Nk/bs] = ${formatShape([H, rows, cols])}`,
     );
   }
-  const plan = planAttention(op, dims, {
-    scale: options.scale,
-    causal: options.causal,
-    returnWeights: options.returnWeights,
-  });
+  const lead = q.shape.slice(0, -2);
+  if (B * H * Nq === 0 || Nk === 0) {
+    checkEmptyOutput(op, B * H * Nq * Dv, formatShape([...lead, Nq, Dv]));
+    // Nothing to compute (no keys: every row is fully masked, zeros): no kernel, no allocation.
+    const empty: AttentionResult = {
+      output: { data: new Float32Array(B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+    };
+    if (returnWeights) empty.weights = { data: new Float32Array(0), shape: [...lead, Nq, Nk] };
+    return {
+      bytes: () => 0,
+      steps: function* () {
+        return empty;
+      },
+    };
+  }
+  const plan = planAttention(op, dims, { scale, causal, returnWeights });
   const bytes = (kern: Kernels): number =>
     stagedBytes(q, kern) +
     stagedBytes(k, kern) +
@@ -151,7 +161,6 @@ function planBlockSparse(
     };
     yield attention;
     const result = attention.result ?? {};
-    const lead = q.shape.slice(0, -2);
     const out: AttentionResult = {
       output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
     };

@@ -6,20 +6,15 @@ import * as P from "../../assembly/shared.js";
 import { type Call } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import { weightTensor } from "../linear.js";
-import { type Kernels } from "../runtime.js";
+import { kernels, type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention, type AttentionPlan } from "../sdpa.js";
 import type { AttentionStep, Steps } from "../steps.js";
-import { broadcastStrides } from "../shapes.js";
-import { optionKeys } from "../option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "../tensor.js";
-import { Workspace } from "../workspace.js";
+import { broadcastStrides, checkHeadDim } from "../shapes.js";
+import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
+import { optBoolean } from "../option-values.js";
+import { describe, readTensor, type Tensor } from "../tensor.js";
+import { geometryOf, plainView, typedArrayName } from "../typed-arrays.js";
+import { formatBytes, Workspace } from "../workspace.js";
 
 /** A matrix parameter: a bare row-major Float32Array or a tensor. */
 export type Matrix = Float32Array | Tensor;
@@ -64,10 +59,21 @@ export interface FamilyDims {
   lead: number[];
 }
 
-/** Checks q [B,Nq,Dq], k [B,Nk,Dk], v [B,Nk,Dv] (rank 3, or rank 2 meaning B = 1). */
-export function familyDims(op: string, q: Tensor, k: Tensor, v: Tensor): FamilyDims {
+/**
+ * Reads q [B,Nq,Dq], k [B,Nk,Dk], v [B,Nk,Dv] (rank 3, or rank 2 meaning B = 1) into validated
+ * snapshots and returns them with the sizes. Feature sizes must be in [1, MAX_HEAD_DIM] (the
+ * kernels tile over them).
+ */
+export function familyInputs(
+  op: string,
+  qIn: unknown,
+  kIn: unknown,
+  vIn: unknown,
+): { q: Tensor; k: Tensor; v: Tensor; d: FamilyDims } {
+  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
+  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
+  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
   const dims = (name: string, t: Tensor): [number, number, number] => {
-    checkTensor(op, name, t, ["float32"]);
     const s = t.shape;
     if (s.length === 3) return [s[0], s[1], s[2]];
     if (s.length === 2) return [1, s[0], s[1]];
@@ -86,38 +92,90 @@ export function familyDims(op: string, q: Tensor, k: Tensor, v: Tensor): FamilyD
         `must share the batch B, and k and v the length Nk`,
     );
   }
-  if (Dq === 0 || Dk === 0 || Dv === 0) {
-    throw new AttentionError("SHAPE_MISMATCH", `${op}: feature sizes must be at least 1`);
-  }
-  return { B, Nq, Nk, Dq, Dk, Dv, lead: q.shape.slice(0, -2) };
+  checkHeadDim(op, "q", q.shape, "feature size Dq", Dq);
+  checkHeadDim(op, "k", k.shape, "feature size Dk", Dk);
+  checkHeadDim(op, "v", v.shape, "value size Dv", Dv);
+  return { q, k, v, d: { B, Nq, Nk, Dq, Dk, Dv, lead: q.shape.slice(0, -2) } };
 }
 
-/** A parameter matrix [rows, cols] (bare Float32Array or tensor). */
+/**
+ * A float32 parameter given as a bare Float32Array or a tensor, read once into a validated snapshot
+ * (a plain view of a genuine, live Float32Array; with `copy`, a copy, so that the caller may reuse
+ * or detach its buffer once the call has returned its promise).
+ */
+function parameterTensor(
+  op: string,
+  name: string,
+  x: unknown,
+  copy: boolean,
+): Float32Array | Tensor {
+  let value: Float32Array | Tensor;
+  const kind = typedArrayName(x);
+  if (kind !== undefined) {
+    if (kind !== "Float32Array") {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(x)}`,
+      );
+    }
+    // Where ArrayBuffer.prototype.detached is missing (Node 20), viewing a detached buffer throws.
+    let view: Float32Array | undefined;
+    try {
+      if (!geometryOf(x).detached) view = plainView("Float32Array", x as Float32Array);
+    } catch {
+      view = undefined;
+    }
+    if (view === undefined) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${op}: ${name}'s buffer is detached (transferred or resized away); pass a live array`,
+      );
+    }
+    value = view;
+    if (copy) value = value.slice();
+  } else {
+    if (Array.isArray(x)) {
+      throw new AttentionError(
+        "BAD_DTYPE",
+        `${op}: ${name} must be a Float32Array or a float32 tensor, got ${describe(x)}`,
+      );
+    }
+    const t = readTensor<Float32Array>(op, name, x, ["float32"]);
+    value = copy ? { data: t.data.slice(), shape: t.shape } : t;
+  }
+  return value;
+}
+
+/** A parameter matrix [rows, cols] (bare Float32Array or tensor), snapshot as parameterTensor. */
 export function parameterMatrix(
   op: string,
   name: string,
   m: unknown,
   rows: number | undefined,
   cols: number,
+  copy = false,
 ): Tensor {
   if (m === undefined) {
     throw new AttentionError("BAD_OPTION", `${op}: ${name} [${rows ?? "rows"},${cols}] is missing`);
   }
-  return weightTensor(op, name, m as Float32Array | Tensor, cols, rows);
+  const w = weightTensor(op, name, parameterTensor(op, name, m, copy), cols, rows);
+  // Its rows are the hidden units the kernels loop over.
+  checkHeadDim(op, name, w.shape, "row count", w.shape[0]);
+  return w;
 }
 
-/** A parameter vector [n] (bare Float32Array or rank-1 tensor). */
-export function parameterVector(op: string, name: string, x: unknown, n: number): Float32Array {
+/** A parameter vector [n] (bare Float32Array or rank-1 tensor), snapshot as parameterTensor. */
+export function parameterVector(
+  op: string,
+  name: string,
+  x: unknown,
+  n: number,
+  copy = false,
+): Float32Array {
   if (x === undefined) throw new AttentionError("BAD_OPTION", `${op}: ${name} [${n}] is missing`);
-  const tensor = x instanceof Float32Array ? undefined : asTensor(op, name, x as TensorInput);
-  const data = x instanceof Float32Array ? x : tensor?.data;
-  if (!(data instanceof Float32Array)) {
-    throw new AttentionError(
-      "BAD_DTYPE",
-      `${op}: ${name} must be a Float32Array, got ${describe(x)}`,
-    );
-  }
-  const shape = tensor ? tensor.shape : [data.length];
+  const value = parameterTensor(op, name, x, copy);
+  const data = value instanceof Float32Array ? value : value.data;
+  const shape = value instanceof Float32Array ? [value.length] : value.shape;
   if (shape.length !== 1 || shape[0] !== n || data.length !== n) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
@@ -127,49 +185,62 @@ export function parameterVector(op: string, name: string, x: unknown, n: number)
   return data;
 }
 
-/** Checks an options object of a 3-D op against the keys that op declares. */
+/** The read options of a 3-D op: a snapshot, the mask a validated tensor snapshot. */
+export interface CheckedFamilyOptions {
+  mask?: Tensor<Uint8Array> | Tensor<Float32Array>;
+  returnWeights: boolean;
+}
+
+/** Reads the options of a 3-D op (a snapshot from readOptions) and checks the mask against d. */
 export function checkFamilyOptions(
   op: string,
-  options: unknown,
-  keys: readonly string[],
-): FamilyOptions {
-  checkOptionsObject(op, options, keys);
-  const { mask } = options as FamilyOptions;
-  if (mask === undefined) return options as FamilyOptions;
-  // ONNX Runtime's { data, dims } mask in the { data, shape } form.
-  const tensor = asTensor(op, "mask", mask as TensorInput<Float32Array | Uint8Array>);
-  return { ...options, mask: tensor as Tensor<Uint8Array> | Tensor<Float32Array> };
+  options: Partial<FamilyOptions>,
+  d: FamilyDims,
+): CheckedFamilyOptions {
+  const returnWeights = optBoolean(op, "returnWeights", options.returnWeights) ?? false;
+  if (options.mask === undefined) return { returnWeights };
+  const mask = readTensor<Uint8Array | Float32Array>(op, "mask", options.mask, [
+    "uint8",
+    "float32",
+  ]) as Tensor<Uint8Array> | Tensor<Float32Array>;
+  broadcastStrides(op, "mask", mask.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]");
+  return { mask, returnWeights };
 }
 
 /**
- * The plan of the final softmax(q'·k'ᵀ·scale + mask)·V over features of size `features`, with the
- * user's mask (broadcasting to [B, Nq, Nk]) seen as [B, 1, Nq, Nk].
+ * The plan of the final softmax(q'·k'ᵀ·scale + mask)·V over features of size `features`; the mask
+ * (if any) is staged by the op and given to the kernel as an operand.
  */
 export function familyPlan(
   op: string,
   d: FamilyDims,
   features: number,
   scale: number,
-  options: FamilyOptions,
-  userMask: boolean,
+  options: CheckedFamilyOptions,
 ): AttentionPlan {
-  // The mask is checked against [B, Nq, Nk] here whether it goes to the kernel or, with additive
-  // terms, into their score matrix.
-  const given = options.mask;
-  let maskShape: number[] | undefined;
-  if (given !== undefined) {
-    checkTensor(op, "mask", given, ["uint8", "float32"]);
-    broadcastStrides(op, "mask", given.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]");
-    const s = given.shape;
-    maskShape = s.length === 3 ? [s[0], 1, s[1], s[2]] : [...s];
-  }
-  const mask = userMask ? given : undefined;
   return planAttention(
     op,
     { B: d.B, H: 1, Hkv: 1, Nq: d.Nq, Nk: d.Nk, D: features, Dv: d.Dv },
-    { mask, scale, returnWeights: options.returnWeights === true },
-    mask ? maskShape : undefined,
+    { scale, returnWeights: options.returnWeights },
   );
+}
+
+/**
+ * The result of a call with nothing to compute: an empty output (B·Nq = 0), or, with no keys
+ * (Nk = 0), every row fully masked: zeros, and empty weights [B, Nq, 0].
+ */
+export function emptyFamilyResult(op: string, d: FamilyDims, returnWeights: boolean): FamilyResult {
+  checkEmptyOutput(op, d.B * d.Nq * d.Dv, formatShape([...d.lead, d.Nq, d.Dv]));
+  const result: FamilyResult = {
+    output: { data: new Float32Array(d.B * d.Nq * d.Dv), shape: [...d.lead, d.Nq, d.Dv] },
+  };
+  if (returnWeights) {
+    result.weights = {
+      data: new Float32Array(d.B * d.Nq * d.Nk),
+      shape: [...d.lead, d.Nq, d.Nk],
+    };
+  }
+  return result;
 }
 
 /** Workspace bytes of familyAttend beyond its inputs. */
@@ -183,8 +254,8 @@ export function familyBytes(k: Kernels, plan: AttentionPlan, d: FamilyDims): num
 
 /**
  * softmax(scale·q'·k'ᵀ + mask)·V with q' [B,Nq,F] at qPtr, k' [B,Nk,F] at kPtr (row-major) and
- * v staged from `v`; `scores` (an additive [B,Nq,Nk] matrix in WASM memory) replaces the plan's
- * mask when given. Steps (src/steps.ts): yields the attention call.
+ * v [B,Nk,Dv] at vPtr; `mask` is a mask (or additive score matrix) already in WASM memory, with
+ * the kernel's [B,H,Nq,Nk] strides. Steps (src/steps.ts): yields the attention call.
  */
 export function* familyAttend(
   call: Call,
@@ -192,11 +263,10 @@ export function* familyAttend(
   d: FamilyDims,
   qPtr: number,
   kPtr: number,
-  v: Tensor,
-  scores?: number,
+  vPtr: number,
+  mask?: { ptr: number; kind: number; strides: readonly number[] },
 ): Steps<FamilyResult> {
   const F = plan.D;
-  const vPtr = call.inputF32(v, "v");
   const outPtr = call.alloc(d.B * d.Nq * d.Dv * 4, "output");
   const attention: AttentionStep = {
     plan,
@@ -205,10 +275,7 @@ export function* familyAttend(
       k: { ptr: kPtr, strideB: d.Nk * F, strideH: 0, strideRow: F },
       v: { ptr: vPtr, strideB: d.Nk * d.Dv, strideH: 0, strideRow: d.Dv },
       out: { ptr: outPtr, strideB: d.Nq * d.Dv, strideH: 0, strideRow: d.Dv },
-      mask:
-        scores === undefined
-          ? undefined
-          : { ptr: scores, kind: P.MASK_ADDITIVE, strides: [d.Nq * d.Nk, 0, d.Nk, 1] },
+      mask,
     },
   };
   yield attention;
@@ -225,4 +292,59 @@ export function zeroFeatures(call: Call, rows: number): number {
   const ptr = call.alloc(rows * 4, "zero features");
   call.workspace.f32.fill(0, ptr >>> 2, (ptr >>> 2) + rows);
   return ptr;
+}
+
+/**
+ * A snapshot of a bag of parameters (an op's params, a hybrid term): `value` must be an object;
+ * keys near one of `keys` but not in it are BAD_OPTION (bags may carry other ops' parameters), and
+ * each of `keys` is read once (`null` or `undefined` meaning absent).
+ */
+export function readBag(
+  op: string,
+  what: string,
+  value: unknown,
+  keys: readonly string[],
+): Record<string, unknown> {
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    Array.isArray(value) ||
+    ArrayBuffer.isView(value)
+  ) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: ${what} must be an object, got ${describe(value)}`,
+    );
+  }
+  checkMisspelledKeys(op, what, value, keys);
+  const snapshot: Record<string, unknown> = {};
+  for (const key of keys) {
+    let x: unknown;
+    try {
+      x = (value as Record<string, unknown>)[key];
+    } catch (err) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${what}.${key} cannot be read (${err instanceof Error ? err.message : String(err)})`,
+      );
+    }
+    if (x !== undefined && x !== null) snapshot[key] = x;
+  }
+  return snapshot;
+}
+
+/**
+ * Throws OUT_OF_MEMORY unless an output of `floats` float32s, which a call with nothing to compute
+ * returns as zeros without the kernels, could exist: as much as the same call would be refused for
+ * if it ran (its output passes through WASM memory).
+ */
+export function checkEmptyOutput(op: string, floats: number, shapeText: string): void {
+  const { workspace } = kernels(op);
+  const available = workspace.bytesAvailable();
+  if (floats * 4 <= available) return;
+  throw new AttentionError(
+    "OUT_OF_MEMORY",
+    `${op}: the output ${shapeText} needs ${formatBytes(floats * 4)} but only ${formatBytes(available)} ` +
+      `can be provided within the 4 GiB wasm32 limit`,
+  );
 }

@@ -3,19 +3,17 @@
 
 import * as P from "../../assembly/shared.js";
 import { type Call, stagedBytes } from "../call.js";
-import { AttentionError } from "../errors.js";
-import type { Kernels } from "../runtime.js";
+import { AttentionError, formatShape } from "../errors.js";
+import { kernels, type Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../steps.js";
 import type { Task } from "../threads.js";
-import {
-  attentionInputDims,
-  attentionInputs,
-  planAttention,
-  type AttentionResult,
-} from "../sdpa.js";
+import { attentionInputDims, planAttention, type AttentionResult } from "../sdpa.js";
 import { optionKeys } from "../option-keys.js";
-import { checkOptionsObject, describe, type Tensor, type TensorInput } from "../tensor.js";
+import { optBoolean, optFloat32, optInteger, readOptions } from "../option-values.js";
+import { checkHeadDim } from "../shapes.js";
+import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
+import { checkEmptyOutput } from "./common.js";
 
 export interface HardAttentionOptions {
   /** Scores kept per query row (ties go to the lower key index); 1 is argmax attention. */
@@ -66,30 +64,57 @@ export async function hardAttentionAsync(
 // across threads by batch entries, or by groups of query heads sharing a kv head when B = 1.
 function planHard(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
-  options: HardAttentionOptions,
+  qIn: TensorInput,
+  kIn: TensorInput,
+  vIn: TensorInput,
+  optionsIn: HardAttentionOptions,
 ): Planned<AttentionResult> {
-  [q, k, v] = attentionInputs(op, q, k, v);
+  kernels(op); // NOT_INITIALIZED first
+  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
+  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
+  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options, HARD_KEYS);
-  const { topK } = options;
-  if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: topK must be an integer >= 1, got ${describe(topK)}`,
-    );
+  checkHeadDim(op, "q", q.shape, "head dim D", dims.D);
+  checkHeadDim(op, "v", v.shape, "value dim Dv", dims.Dv);
+  const options = readOptions<HardAttentionOptions>(op, optionsIn, HARD_KEYS);
+  const topK = optInteger(op, "topK", options.topK, 1, MAX_DIM);
+  if (topK === undefined) {
+    throw new AttentionError("BAD_OPTION", `${op}: options.topK is missing (an integer >= 1)`);
   }
+  const mask =
+    options.mask === undefined
+      ? undefined
+      : (readTensor<Uint8Array | Float32Array>(op, "mask", options.mask, ["uint8", "float32"]) as
+          Tensor<Uint8Array> | Tensor<Float32Array>);
   const plan = planAttention(op, dims, {
-    scale: options.scale,
-    mask: options.mask,
-    returnWeights: options.returnWeights,
+    scale: optFloat32(op, "scale", options.scale),
+    mask,
+    returnWeights: optBoolean(op, "returnWeights", options.returnWeights),
   });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
-  const kept = Math.min(topK, Math.max(Nk, 1));
+  const lead = q.shape.slice(0, -2);
+  if (B * H * Nq === 0 || Nk === 0) {
+    checkEmptyOutput(op, B * H * Nq * Dv, formatShape([...lead, Nq, Dv]));
+    // Nothing to compute (no keys: every row is fully masked, zeros): no kernel, no allocation.
+    const empty: AttentionResult = {
+      output: { data: new Float32Array(B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
+    };
+    if (plan.returnWeights) {
+      empty.weights = { data: new Float32Array(0), shape: [...lead, Nq, Nk] };
+    }
+    return {
+      bytes: () => 0,
+      steps: function* () {
+        return empty;
+      },
+    };
+  }
+  const kept = Math.min(topK, Nk);
   const block = Workspace.blockSize;
-  const scratchBytes = (kern: Kernels): number => kern.exports.hardAttentionScratchBytes(Nk, kept);
+  // The kernel computes it in 32 bits: past 2^31 it would wrap around, so such a call is refused
+  // (NaN fails withCall's check with OUT_OF_MEMORY).
+  const scratchBytes = (kern: Kernels): number =>
+    (Nk + 2 * kept) * 4 + 64 < 2 ** 31 ? kern.exports.hardAttentionScratchBytes(Nk, kept) : NaN;
   const bytes = (kern: Kernels): number =>
     stagedBytes(q, kern) +
     stagedBytes(k, kern) +
@@ -159,7 +184,6 @@ function planHard(
       return out;
     };
     yield { split: { units, work: B * H * Nq * Nk * (D + Dv), tasks } };
-    const lead = q.shape.slice(0, -2);
     const result: AttentionResult = {
       output: { data: call.outputF32(outPtr, B * H * Nq * Dv), shape: [...lead, Nq, Dv] },
     };

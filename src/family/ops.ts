@@ -1,9 +1,11 @@
 // The public ops of the attention family: each is a score function of src/family/terms.ts.
 
-import { AttentionError } from "../errors.js";
-import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
-import { checkOptionsObject, describe, type TensorInput } from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import { readOptions } from "../option-values.js";
+import { kernels } from "../runtime.js";
+import { type TensorInput } from "../tensor.js";
 import {
+  readBag,
   COSINE_OPTION_KEYS,
   FAMILY_OPTION_KEYS,
   type CosineOptions,
@@ -29,13 +31,9 @@ const ADDITIVE_KEYS = optionKeys<AdditiveParams>({ wq: true, wk: true, va: true,
 const BILINEAR_KEYS = optionKeys<BilinearParams>({ w: true });
 const HYBRID_KEYS = optionKeys<HybridParams>({ terms: true });
 
-// The params bag of an op: other ops' parameters may share it, misspellings may not.
-function params<T>(op: string, p: T, keys: readonly string[]): T {
-  if (typeof p !== "object" || p === null) {
-    throw new AttentionError("BAD_OPTION", `${op}: params must be an object, got ${describe(p)}`);
-  }
-  checkMisspelledKeys(op, "params", p, keys);
-  return p;
+// The params bag of an op, read once: other ops' parameters may share it, misspellings may not.
+function params(op: string, p: unknown, keys: readonly string[]): Record<string, unknown> {
+  return readBag(op, "params", p, keys);
 }
 
 /**
@@ -48,7 +46,7 @@ export function additiveAttention(
   k: TensorInput,
   v: TensorInput,
   p: AdditiveParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): FamilyResult {
   return scoreTermsAttention(...additive("additiveAttention", q, k, v, p, options));
 }
@@ -59,7 +57,7 @@ export async function additiveAttentionAsync(
   k: TensorInput,
   v: TensorInput,
   p: AdditiveParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...additive("additiveAttentionAsync", q, k, v, p, options));
 }
@@ -70,11 +68,13 @@ function additive(
   k: TensorInput,
   v: TensorInput,
   p: AdditiveParams,
-  options: FamilyOptions,
+  options: FamilyOptions | undefined,
 ): TermsCall {
+  kernels(op); // NOT_INITIALIZED first
   const { wq, wk, va, bias } = params(op, p, ADDITIVE_KEYS);
-  const term = { kind: "additive", weight: 1, wq, wk, va, bias }; // va, bias checked by the engine
-  return [op, q, k, v, [term], options, FAMILY_OPTION_KEYS, () => "params"];
+  const term = { kind: "additive", weight: 1, wq, wk, va, bias }; // checked by the engine
+  const opts = readOptions<FamilyOptions>(op, options, FAMILY_OPTION_KEYS);
+  return [op, q, k, v, [term], opts, () => "params"];
 }
 
 /** Bilinear (Luong "general") attention: score(q, k) = qᵀ W k with W [Dq, Dk], no scaling. */
@@ -83,7 +83,7 @@ export function bilinearAttention(
   k: TensorInput,
   v: TensorInput,
   p: BilinearParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): FamilyResult {
   return scoreTermsAttention(...bilinear("bilinearAttention", q, k, v, p, options));
 }
@@ -94,7 +94,7 @@ export async function bilinearAttentionAsync(
   k: TensorInput,
   v: TensorInput,
   p: BilinearParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...bilinear("bilinearAttentionAsync", q, k, v, p, options));
 }
@@ -105,11 +105,13 @@ function bilinear(
   k: TensorInput,
   v: TensorInput,
   p: BilinearParams,
-  options: FamilyOptions,
+  options: FamilyOptions | undefined,
 ): TermsCall {
+  kernels(op); // NOT_INITIALIZED first
   const { w } = params(op, p, BILINEAR_KEYS);
   const term = { kind: "bilinear", weight: 1, w };
-  return [op, q, k, v, [term], options, FAMILY_OPTION_KEYS, () => "params"];
+  const opts = readOptions<FamilyOptions>(op, options, FAMILY_OPTION_KEYS);
+  return [op, q, k, v, [term], opts, () => "params"];
 }
 
 /**
@@ -120,7 +122,7 @@ export function cosineAttention(
   q: TensorInput,
   k: TensorInput,
   v: TensorInput,
-  options: CosineOptions = {},
+  options?: CosineOptions,
 ): FamilyResult {
   return scoreTermsAttention(...cosine("cosineAttention", q, k, v, options));
 }
@@ -130,7 +132,7 @@ export async function cosineAttentionAsync(
   q: TensorInput,
   k: TensorInput,
   v: TensorInput,
-  options: CosineOptions = {},
+  options?: CosineOptions,
 ): Promise<FamilyResult> {
   return scoreTermsAttentionAsync(...cosine("cosineAttentionAsync", q, k, v, options));
 }
@@ -140,12 +142,12 @@ function cosine(
   q: TensorInput,
   k: TensorInput,
   v: TensorInput,
-  options: CosineOptions,
+  options: CosineOptions | undefined,
 ): TermsCall {
-  checkOptionsObject(op, options, COSINE_OPTION_KEYS);
-  const { temperature } = options;
+  kernels(op); // NOT_INITIALIZED first
+  const { temperature, ...opts } = readOptions<CosineOptions>(op, options, COSINE_OPTION_KEYS);
   const term = { kind: "cosine", weight: 1, temperature };
-  return [op, q, k, v, [term], options, COSINE_OPTION_KEYS, () => "options"];
+  return [op, q, k, v, [term], opts, () => "options"];
 }
 
 /**
@@ -157,18 +159,9 @@ export function hybridAttention(
   k: TensorInput,
   v: TensorInput,
   p: HybridParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): FamilyResult {
-  const op = "hybridAttention";
-  return scoreTermsAttention(
-    op,
-    q,
-    k,
-    v,
-    params(op, p, HYBRID_KEYS).terms,
-    options,
-    FAMILY_OPTION_KEYS,
-  );
+  return scoreTermsAttention(...hybrid("hybridAttention", q, k, v, p, options));
 }
 
 /** hybridAttention that never blocks the calling thread (the pool's workers compute it). */
@@ -177,9 +170,21 @@ export async function hybridAttentionAsync(
   k: TensorInput,
   v: TensorInput,
   p: HybridParams,
-  options: FamilyOptions = {},
+  options?: FamilyOptions,
 ): Promise<FamilyResult> {
-  const op = "hybridAttentionAsync";
-  const terms = params(op, p, HYBRID_KEYS).terms;
-  return scoreTermsAttentionAsync(op, q, k, v, terms, options, FAMILY_OPTION_KEYS);
+  return scoreTermsAttentionAsync(...hybrid("hybridAttentionAsync", q, k, v, p, options));
+}
+
+function hybrid(
+  op: string,
+  q: TensorInput,
+  k: TensorInput,
+  v: TensorInput,
+  p: HybridParams,
+  options: FamilyOptions | undefined,
+): TermsCall {
+  kernels(op); // NOT_INITIALIZED first
+  const { terms } = params(op, p, HYBRID_KEYS);
+  const opts = readOptions<FamilyOptions>(op, options, FAMILY_OPTION_KEYS);
+  return [op, q, k, v, terms, opts];
 }

@@ -7,7 +7,7 @@ import * as P from "../../assembly/shared.js";
 import { type Call, stagedBytes } from "../call.js";
 import { AttentionError, formatShape } from "../errors.js";
 import { projectSteps, projectionBytes } from "../linear.js";
-import type { Kernels } from "../runtime.js";
+import { kernels, type Kernels } from "../runtime.js";
 import { attentionBytes, planAttention } from "../sdpa.js";
 import {
   runPlanned,
@@ -16,17 +16,13 @@ import {
   type AttentionStep,
   type Steps,
 } from "../steps.js";
-import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "../tensor.js";
+import { optionKeys } from "../option-keys.js";
+import { readOptions } from "../option-values.js";
+import { checkHeadDim } from "../shapes.js";
+import { readTensor, type Tensor, type TensorInput } from "../tensor.js";
 import { Workspace } from "../workspace.js";
-import { parameterMatrix, parameterVector, type Matrix, type Vector } from "./common.js";
+import { checkEmptyOutput } from "./common.js";
+import { parameterMatrix, parameterVector, readBag, type Matrix, type Vector } from "./common.js";
 
 const OP = "attentionPooling";
 
@@ -45,11 +41,7 @@ type Pooled = { output: Tensor; weights: Tensor };
  * b [A], context [A]. options.mask: uint8 [B, N] (or [N]), 1 = a real element; a fully masked
  * sequence pools to zeros.
  */
-export function attentionPooling(
-  h: TensorInput,
-  params: Params,
-  options: PoolingOptions = {},
-): Pooled {
+export function attentionPooling(h: TensorInput, params: Params, options?: PoolingOptions): Pooled {
   const plan = planPooling(OP, h, params, options);
   return runPlanned(OP, plan);
 }
@@ -58,7 +50,7 @@ export function attentionPooling(
 export async function attentionPoolingAsync(
   h: TensorInput,
   params: Params,
-  options: PoolingOptions = {},
+  options?: PoolingOptions,
 ): Promise<Pooled> {
   const op = `${OP}Async`;
   const plan = planPooling(op, h, params, options);
@@ -68,12 +60,12 @@ export async function attentionPoolingAsync(
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planPooling(
   op: string,
-  h: TensorInput,
-  params: Params,
-  options: PoolingOptions,
+  hIn: TensorInput,
+  paramsIn: Params,
+  optionsIn: PoolingOptions | undefined,
 ): Planned<Pooled> {
-  h = asTensor(op, "h", h);
-  checkTensor(op, "h", h, ["float32"]);
+  kernels(op); // NOT_INITIALIZED first
+  const h = readTensor<Float32Array>(op, "h", hIn, ["float32"]);
   const s = h.shape;
   if (s.length !== 3 && s.length !== 2) {
     throw new AttentionError(
@@ -82,21 +74,18 @@ function planPooling(
     );
   }
   const [B, N, D] = s.length === 3 ? [s[0], s[1], s[2]] : [1, s[0], s[1]];
-  if (typeof params !== "object" || params === null) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: params must be an object, got ${describe(params)}`,
-    );
-  }
-  checkMisspelledKeys(op, "params", params, PARAMS_KEYS);
-  checkOptionsObject(op, options, POOLING_KEYS);
+  checkHeadDim(op, "h", s, "feature size D", D);
+  const params = readBag(op, "params", paramsIn, PARAMS_KEYS);
+  const options = readOptions<PoolingOptions>(op, optionsIn, POOLING_KEYS);
   const w = parameterMatrix(op, "params.w", params.w, undefined, D);
   const A = w.shape[0];
   const bias = parameterVector(op, "params.b", params.b, A);
   const context = parameterVector(op, "params.context", params.context, A);
-  const mask = options.mask === undefined ? undefined : asTensor(op, "mask", options.mask);
+  const mask =
+    options.mask === undefined
+      ? undefined
+      : readTensor<Uint8Array>(op, "mask", options.mask, ["uint8"]);
   if (mask !== undefined) {
-    checkTensor(op, "mask", mask, ["uint8"]);
     const ok =
       (mask.shape.length === 2 && mask.shape[0] === B && mask.shape[1] === N) ||
       (mask.shape.length === 1 && mask.shape[0] === N);
@@ -106,6 +95,21 @@ function planPooling(
         `${op}: mask has shape ${formatShape(mask.shape)} but must be [B, N] = [${B},${N}] or [N]`,
       );
     }
+  }
+  const lead = s.length === 3 ? [B] : [];
+  if (B === 0 || N === 0) {
+    checkEmptyOutput(op, B * D, formatShape([...lead, D]));
+    // Nothing to compute (an empty sequence pools to zeros): no kernel, no allocation, no pool.
+    const empty: Pooled = {
+      output: { data: new Float32Array(B * D), shape: [...lead, D] },
+      weights: { data: new Float32Array(0), shape: [...lead, N] },
+    };
+    return {
+      bytes: () => 0,
+      steps: function* () {
+        return empty;
+      },
+    };
   }
   // One query (the context) per batch entry, keys u [B, N, A], values h [B, N, D].
   const plan = planAttention(
@@ -123,11 +127,14 @@ function planPooling(
     block(P.SDPA_PARAMS_BYTES) + // the parameter block of an asynchronous call
     attentionBytes(k, plan);
   const steps = function* (call: Call): Steps<Pooled> {
+    // Every input is staged before the first step (an asynchronous call has taken all it needs
+    // before its first await); projectSteps stages w before its GEMM.
     const hPtr = call.inputF32(h, "h");
     const biasPtr = call.inputF32({ data: bias, shape: [A] }, "b");
+    const contextPtr = call.inputF32({ data: context, shape: [A] }, "context");
+    const maskPtr = mask ? call.inputU8(mask, "mask") : 0;
     const u = yield* projectSteps(call, hPtr, B * N, w, biasPtr);
     call.kernels.exports.tanhInPlace(u, B * N * A);
-    const contextPtr = call.inputF32({ data: context, shape: [A] }, "context");
     const outPtr = call.alloc(B * D * 4, "output");
     const attention: AttentionStep = {
       plan,
@@ -136,14 +143,11 @@ function planPooling(
         k: { ptr: u, strideB: N * A, strideH: 0, strideRow: A },
         v: { ptr: hPtr, strideB: N * D, strideH: 0, strideRow: D },
         out: { ptr: outPtr, strideB: D, strideH: 0, strideRow: D },
-        keyMask: mask
-          ? { ptr: call.inputU8(mask, "mask"), strideB: mask.shape.length === 2 ? N : 0 }
-          : undefined,
+        keyMask: mask ? { ptr: maskPtr, strideB: mask.shape.length === 2 ? N : 0 } : undefined,
       },
     };
     yield attention;
     const result = attention.result ?? {};
-    const lead = s.length === 3 ? [B] : [];
     return {
       output: { data: call.outputF32(outPtr, B * D), shape: [...lead, D] },
       weights: { data: result.weights!, shape: [...lead, N] },

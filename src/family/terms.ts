@@ -15,19 +15,22 @@ import { projectSteps, projectionBytes } from "../linear.js";
 import type { Task } from "../threads.js";
 import type { Kernels } from "../runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Step, type Steps } from "../steps.js";
-import { broadcastStrides } from "../shapes.js";
-import { checkMisspelledKeys, optionKeys } from "../option-keys.js";
-import { attentionInputs } from "../sdpa.js";
-import { describe, type Tensor, type TensorInput } from "../tensor.js";
+import { broadcastStrides, MAX_HEAD_DIM } from "../shapes.js";
+import { optionKeys } from "../option-keys.js";
+import { kernels } from "../runtime.js";
+import { optFloat32 } from "../option-values.js";
+import { describe, type Tensor } from "../tensor.js";
 import { Workspace } from "../workspace.js";
 import {
   checkFamilyOptions,
+  emptyFamilyResult,
   familyAttend,
   familyBytes,
-  familyDims,
+  familyInputs,
   familyPlan,
   parameterMatrix,
   parameterVector,
+  readBag,
   zeroFeatures,
   type FamilyDims,
   type FamilyOptions,
@@ -84,46 +87,69 @@ type CheckedTerm =
 // Below this norm a row counts as zero (torch's cosine_similarity eps).
 const COSINE_MIN_NORM = 1e-8;
 
-/** Validates terms against the shapes; pure. */
+/** At most this many terms in one hybrid score. */
+export const MAX_TERMS = 64;
+
+/**
+ * Validates terms against the shapes, reading each term (and the terms array) once; pure. With
+ * `copy`, parameters the call reads later are copied, so the caller may reuse their buffers at once.
+ */
 function checkTerms(
   op: string,
   terms: unknown,
   d: FamilyDims,
   label: (index: number) => string,
+  copy: boolean,
 ): CheckedTerm[] {
-  if (!Array.isArray(terms) || terms.length === 0) {
+  const count: unknown = Array.isArray(terms) ? terms.length : undefined;
+  if (typeof count !== "number" || count < 1 || count > MAX_TERMS) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${op}: terms must be a non-empty array, got ${describe(terms)}`,
+      `${op}: terms must be an array of 1 to ${MAX_TERMS} terms, got ${describe(terms)}`,
     );
   }
-  return terms.map((term: ScoreTerm, index): CheckedTerm => {
+  const given: unknown[] = [];
+  for (let i = 0; i < count; i++) {
+    given.push(Object.hasOwn(terms as unknown[], i) ? (terms as unknown[])[i] : undefined);
+  }
+  return given.map((item, index): CheckedTerm => {
     const at = label(index);
-    if (typeof term !== "object" || term === null) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: ${at} must be an object, got ${describe(term)}`,
-      );
-    }
     // Terms may share a bag of parameters (as the ops' params do): only misspellings fail.
-    if (Object.hasOwn(TERM_KEYS, term.kind))
-      checkMisspelledKeys(op, at, term, TERM_KEYS[term.kind]);
-    const weight = term.weight;
-    if (typeof weight !== "number" || !Number.isFinite(weight)) {
+    const { kind } = readBag(op, at, item, ["kind"]);
+    const keys =
+      typeof kind === "string" && Object.hasOwn(TERM_KEYS, kind)
+        ? TERM_KEYS[kind as ScoreTerm["kind"]]
+        : undefined;
+    if (keys === undefined) {
       throw new AttentionError(
         "BAD_OPTION",
-        `${op}: ${at}.weight must be a finite number, got ${describe(weight)}`,
+        `${op}: ${at}.kind must be "scaled-dot", "additive", "bilinear" or "cosine", got ${describe(kind)}`,
       );
     }
+    const term = readBag(op, at, item, keys);
+    const weight = optFloat32(op, `${at}.weight`, term.weight);
+    if (weight === undefined) {
+      throw new AttentionError("BAD_OPTION", `${op}: ${at}.weight is missing (a finite number)`);
+    }
+    // A factor the kernels multiply scores by: finite in float32.
+    const factor = (value: number, what: string): number => {
+      if (!Number.isFinite(Math.fround(value))) {
+        throw new AttentionError(
+          "BAD_OPTION",
+          `${op}: ${at}.weight ${weight} ${what} gives a factor ${value} no float32 can hold; use a smaller weight`,
+        );
+      }
+      return value;
+    };
     const sameDims = (): void => {
       if (d.Dq !== d.Dk) {
         throw new AttentionError(
           "SHAPE_MISMATCH",
-          `${op}: a ${term.kind} term needs q and k of the same feature size, got Dq = ${d.Dq} and Dk = ${d.Dk}`,
+          `${op}: a ${String(kind)} term needs q and k of the same feature size, got Dq = ${d.Dq} and Dk = ${d.Dk}`,
         );
       }
     };
-    switch (term.kind) {
+    switch (kind as ScoreTerm["kind"]) {
       case "scaled-dot":
         sameDims();
         return { kind: "scaled-dot", factor: weight / Math.sqrt(d.Dq) };
@@ -133,40 +159,32 @@ function checkTerms(
       }
       case "cosine": {
         sameDims();
-        const temperature = term.temperature ?? 1;
-        if (
-          typeof temperature !== "number" ||
-          !(temperature > 0) ||
-          !Number.isFinite(temperature)
-        ) {
-          throw new AttentionError(
-            "BAD_OPTION",
-            `${op}: ${at}.temperature must be a positive finite number, got ${describe(temperature)}`,
-          );
-        }
-        return { kind: "cosine", factor: weight / temperature };
+        const temperature =
+          optFloat32(op, `${at}.temperature`, term.temperature, {
+            positive: true,
+            divisor: true,
+          }) ?? 1;
+        return {
+          kind: "cosine",
+          factor: factor(weight / temperature, `/ temperature ${temperature}`),
+        };
       }
-      case "additive": {
-        const wq = parameterMatrix(op, `${at}.wq`, term.wq, undefined, d.Dq);
+      default: {
+        const wq = parameterMatrix(op, `${at}.wq`, term.wq, undefined, d.Dq, copy);
         const A = wq.shape[0];
-        if (A === 0) {
-          throw new AttentionError(
-            "SHAPE_MISMATCH",
-            `${op}: ${at}.wq must have at least one row (A >= 1)`,
-          );
-        }
-        const wk = parameterMatrix(op, `${at}.wk`, term.wk, A, d.Dk);
+        const wk = parameterMatrix(op, `${at}.wk`, term.wk, A, d.Dk, copy);
         const va = parameterVector(op, `${at}.va`, term.va, A);
         const bias =
-          term.bias === undefined ? undefined : parameterVector(op, `${at}.bias`, term.bias, A);
+          term.bias === undefined
+            ? undefined
+            : parameterVector(op, `${at}.bias`, term.bias, A, copy);
         // va·tanh(...) is linear in va: the weight scales va.
-        return { kind: "additive", wq, wk, va: va.map((x) => x * weight), bias };
+        const scaled = va.map((x) => x * weight);
+        scaled.forEach((x, i) => {
+          if (!Number.isFinite(x) && Number.isFinite(va[i])) factor(va[i] * weight, `· va[${i}]`);
+        });
+        return { kind: "additive", wq, wk, va: scaled, bias };
       }
-      default:
-        throw new AttentionError(
-          "BAD_OPTION",
-          `${op}: ${at}.kind must be "scaled-dot", "additive", "bilinear" or "cosine", got ${describe((term as { kind?: unknown }).kind)}`,
-        );
     }
   });
 }
@@ -187,61 +205,83 @@ function featureSize(t: CheckedTerm, d: FamilyDims): number {
 /**
  * Attention whose score is Σ_t terms[t] (see ScoreTerm), then one softmax over keys and the weighted
  * sum of values. q [B,Nq,Dq], k [B,Nk,Dk], v [B,Nk,Dv] (rank 2 means B = 1) → output [B,Nq,Dv].
+ * `options` is the op's options snapshot (readOptions).
  */
 export function scoreTermsAttention(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
+  q: unknown,
+  k: unknown,
+  v: unknown,
   terms: unknown,
-  optionsIn: unknown,
-  optionsKeys: readonly string[],
+  options: Partial<FamilyOptions>,
   label?: (index: number) => string,
 ): FamilyResult {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
+  const plan = planScoreTerms(op, q, k, v, terms, options, label, false);
   return runPlanned(op, plan);
 }
 
-/** scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). */
-export async function scoreTermsAttentionAsync(
+/**
+ * scoreTermsAttention that never blocks the calling thread (the pool's workers compute it). Every
+ * argument is read, checked and staged (or copied) before the promise is returned.
+ */
+export function scoreTermsAttentionAsync(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
+  q: unknown,
+  k: unknown,
+  v: unknown,
   terms: unknown,
-  optionsIn: unknown,
-  optionsKeys: readonly string[],
+  options: Partial<FamilyOptions>,
   label?: (index: number) => string,
 ): Promise<FamilyResult> {
-  const plan = planScoreTerms(op, q, k, v, terms, optionsIn, optionsKeys, label);
+  const plan = planScoreTerms(op, q, k, v, terms, options, label, true);
   return runPlannedAsync(op, plan);
 }
 
 // Checks the arguments and plans the call: its workspace bytes and its steps.
 function planScoreTerms(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
+  qIn: unknown,
+  kIn: unknown,
+  vIn: unknown,
   terms: unknown,
-  optionsIn: unknown,
-  optionsKeys: readonly string[],
+  optionsIn: Partial<FamilyOptions>,
   label: (index: number) => string = (i) => `terms[${i}]`,
+  copy: boolean,
 ): Planned<FamilyResult> {
-  [q, k, v] = attentionInputs(op, q, k, v);
-  const d = familyDims(op, q, k, v);
-  const options: FamilyOptions = checkFamilyOptions(op, optionsIn, optionsKeys);
-  const checked = checkTerms(op, terms, d, label);
+  kernels(op); // NOT_INITIALIZED before anything else
+  const { q, k, v, d } = familyInputs(op, qIn, kIn, vIn);
+  const options = checkFamilyOptions(op, optionsIn, d);
+  const checked = checkTerms(op, terms, d, label, copy);
   const dots = checked.filter((t) => t.kind !== "additive");
   const additive = checked.filter((t) => t.kind === "additive");
   const features = dots.length === 0 ? 1 : dots.reduce((n, t) => n + featureSize(t, d), 0);
+  if (features > MAX_HEAD_DIM) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: the dot terms' features add up to ${features} (Dq = ${d.Dq}, Dk = ${d.Dk}), above ${MAX_HEAD_DIM}; use fewer terms`,
+    );
+  }
+  if (d.B * d.Nq === 0 || d.Nk === 0) {
+    // Nothing to compute: no kernel, no allocation, no pool.
+    const empty = emptyFamilyResult(op, d, options.returnWeights);
+    return {
+      bytes: () => 0,
+      steps: function* () {
+        return empty;
+      },
+    };
+  }
   const scale = dots.length === 1 ? dots[0].factor : 1;
-  // With additive terms the user's mask goes into their score matrix; otherwise to the kernel.
-  const plan = familyPlan(op, d, features, scale, options, additive.length === 0);
-  const maskStrides =
-    additive.length > 0 && options.mask
-      ? broadcastStrides(op, "mask", options.mask.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]")
-      : undefined;
+  const plan = familyPlan(op, d, features, scale, options);
+  const mask = options.mask;
+  const maskStrides = mask
+    ? broadcastStrides(op, "mask", mask.shape, [d.B, d.Nq, d.Nk], "[B,Nq,Nk]")
+    : undefined;
+  const maskKind = !mask
+    ? P.MASK_NONE
+    : mask.data instanceof Uint8Array
+      ? P.MASK_BOOL
+      : P.MASK_ADDITIVE;
 
   const block = Workspace.blockSize;
   const bytes = (kern: Kernels): number => {
@@ -257,12 +297,22 @@ function planScoreTerms(
       }
     }
     if (additive.length > 0) bytes += block(d.B * d.Nq * d.Nk * 4);
-    if (options.mask && maskStrides) bytes += stagedBytes(options.mask, kern);
+    if (mask) bytes += stagedBytes(mask, kern);
     return bytes;
   };
   const steps = function* (call: Call): Steps<FamilyResult> {
+    // Every input is staged before the first step, so an asynchronous call has taken all it needs
+    // before its first await.
     const qPtr = call.inputF32(q, "q");
     const kPtr = call.inputF32(k, "k");
+    const vPtr = call.inputF32(v, "v");
+    let maskPtr = 0;
+    if (mask) {
+      maskPtr =
+        mask.data instanceof Uint8Array
+          ? call.inputU8(mask as Tensor<Uint8Array>, "mask")
+          : call.inputF32(mask as Tensor, "mask");
+    }
     // Features of the dot terms.
     const parts: { q: number; k: number }[] = [];
     for (const t of dots) parts.push(yield* termFeatures(call, t, d, qPtr, kPtr));
@@ -284,35 +334,43 @@ function planScoreTerms(
         column += width;
       });
     }
-    // Score matrix of the additive terms, with the user's mask applied last.
-    let scores: number | undefined;
+    // Score matrix of the additive terms, with the user's mask applied last; without additive
+    // terms the mask goes to the attention kernel.
+    let kernelMask: { ptr: number; kind: number; strides: readonly number[] } | undefined;
+    if (mask && maskStrides && additive.length === 0) {
+      kernelMask = {
+        ptr: maskPtr,
+        kind: maskKind,
+        strides: [maskStrides[0], 0, maskStrides[1], maskStrides[2]],
+      };
+    }
     if (additive.length > 0) {
-      scores = call.alloc(d.B * d.Nq * d.Nk * 4, "additive scores");
+      const scores = call.alloc(d.B * d.Nq * d.Nk * 4, "additive scores");
       for (const [i, t] of additive.entries()) {
         if (t.kind !== "additive") continue;
         const last = i === additive.length - 1;
-        const mask = last ? options.mask : undefined;
-        let maskPtr = 0;
-        if (mask) {
-          maskPtr =
-            mask.data instanceof Uint8Array
-              ? call.inputU8(mask as Tensor<Uint8Array>, "mask")
-              : call.inputF32(mask as Tensor, "mask");
-        }
         const A = t.wq.shape[0];
         const biasPtr = t.bias ? call.inputF32({ data: t.bias, shape: [A] }, "bias") : 0;
         const qp = yield* projectSteps(call, qPtr, d.B * d.Nq, t.wq, 0);
         const kp = yield* projectSteps(call, kPtr, d.B * d.Nk, t.wk, biasPtr);
         const va = call.inputF32({ data: t.va, shape: [A] }, "va");
-        const maskKind = !mask
-          ? P.MASK_NONE
-          : mask.data instanceof Uint8Array
-            ? P.MASK_BOOL
-            : P.MASK_ADDITIVE;
-        yield additiveScoresStep(d, A, qp, kp, va, scores, i > 0, maskPtr, maskKind, maskStrides);
+        const kind = last ? maskKind : P.MASK_NONE;
+        yield additiveScoresStep(
+          d,
+          A,
+          qp,
+          kp,
+          va,
+          scores,
+          i > 0,
+          last ? maskPtr : 0,
+          kind,
+          maskStrides,
+        );
       }
+      kernelMask = { ptr: scores, kind: P.MASK_ADDITIVE, strides: [d.Nq * d.Nk, 0, d.Nk, 1] };
     }
-    return yield* familyAttend(call, plan, d, qFeatures, kFeatures, v, scores);
+    return yield* familyAttend(call, plan, d, qFeatures, kFeatures, vPtr, kernelMask);
   };
   return { bytes, steps };
 }
