@@ -8,6 +8,8 @@ import {
   allocTensor,
   attentionEntropy,
   attentionRollout,
+  cosineAttentionAsync,
+  hardAttention,
   init,
   renderHeatmapSvg,
   scaledDotProductAttention,
@@ -49,6 +51,15 @@ describe("before init()", () => {
     ).toBe("NOT_INITIALIZED");
   });
 
+  it("attentionRollout (it multiplies on the GEMM) and the family ops throw NOT_INITIALIZED", async () => {
+    const layer = { data: new Float32Array(4).fill(0.5), shape: [1, 1, 2, 2] };
+    expect(codeOf(() => attentionRollout([layer]))).toBe("NOT_INITIALIZED");
+    expect(codeOf(() => hardAttention(t, t, t, { topK: 1 }))).toBe("NOT_INITIALIZED");
+    let pending: Promise<unknown> | undefined;
+    expect(() => (pending = cosineAttentionAsync(t, t, t))).not.toThrow();
+    await expect(pending).rejects.toMatchObject({ code: "NOT_INITIALIZED" });
+  });
+
   it("softmax throws NOT_INITIALIZED", () => {
     expect(codeOf(() => softmax(t))).toBe("NOT_INITIALIZED");
   });
@@ -62,9 +73,7 @@ describe("before init()", () => {
     expect(sparsePatterns.longformer(4, { window: 1 }).shape).toEqual([4, 4]);
     const weights = { data: new Float32Array([1, 0, 0.5, 0.5]), shape: [2, 2] };
     expect(attentionEntropy(weights).shape).toEqual([2]);
-    expect(attentionRollout([{ data: weights.data, shape: [1, 1, 2, 2] }]).shape).toEqual([
-      1, 2, 2,
-    ]);
+    expect(sparsePatterns.strided(4, { stride: 2 }).shape).toEqual([4, 4]);
     expect(renderHeatmapSvg(weights)).toContain("<svg");
     expect(codeOf(() => alibiSlopes(-1))).toBe("BAD_OPTION");
     expect(codeOf(() => attentionEntropy({ data: new Float32Array(3), shape: [2, 2] }))).toBe(
