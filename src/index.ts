@@ -18,9 +18,10 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
 /**
  * Compiles and instantiates the kernels. With no `source`, uses the wasm bundled in the package
  * (works in Node, Deno, Bun, browsers and bundlers). A `WebAssembly.Module`, the bytes, a URL to
- * fetch, or a (promised) `Response` may be given instead. Calling it again returns the first call's
- * promise: the instance, and every WasmTensor in it, stays (after `terminateThreads()`, a call with
- * `{ threads }` starts a new pool on that instance).
+ * fetch, or a (promised) `Response` may be given instead; one that cannot be loaded rejects with
+ * INIT_FAILED. Calling it again once it has completed resolves at once: the instance, and every
+ * WasmTensor in it, stays (after `terminateThreads()`, a call with `{ threads }` starts a new pool
+ * on that instance). Concurrent calls are described in the init section of docs/api.md.
  */
 export const { init, initSync } = createInit({
   // The relaxed-SIMD build is a separate chunk, fetched only where the runtime validates it.

@@ -11,7 +11,6 @@ import {
   isInitialized,
   resolveThreads,
   restartThreads,
-  threadsTerminated,
   type Build,
   type InitOptions,
   type SyncWasmSource,
@@ -42,30 +41,58 @@ export function createInit(packaged: PackagedWasm): {
     (source?: SyncWasmSource, options?: InitOptions): void;
   };
 } {
-  let pending: Promise<void> | undefined;
+  // Loads in flight, by source (undefined = the packaged wasm). The rule:
+  // - init() calls with the same source (===, so the same URL string too) share one load, with
+  //   the first call's options;
+  // - a call with another source does not wait for a pending one: it loads its own, so a source
+  //   that never settles (or fails) blocks nothing but the calls that gave it;
+  // - the first load to complete (or initSync()) makes the instance; it is never replaced
+  //   (WasmTensors live in it), and every init() still pending resolves then: the module is
+  //   ready, whatever became of its own source (a load completing later is dropped);
+  // - a failed load is forgotten: a later init(), with any source, tries afresh;
+  // - once initialised, init() resolves at once (after terminateThreads(), its threads start a
+  //   new pool) and still refuses bad options.
+  const loads = new Map<unknown, Promise<void>>();
+  let initialised!: () => void;
+  const whenInitialised = new Promise<void>((resolve) => (initialised = resolve));
 
   function init(first?: WasmSource | InitOptions, second?: InitOptions): Promise<void> {
-    // After terminateThreads(), the options may start a new pool on the same instance.
-    if (pending && threadsTerminated()) {
-      return pending.then(() => restartThreads(splitArguments(first, second)[1]));
+    let source: WasmSource | undefined;
+    let options: InitOptions | undefined;
+    try {
+      [source, options] = splitArguments<WasmSource>(first, second);
+      if (isInitialized()) {
+        restartThreads(options);
+        return Promise.resolve();
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
-    if (pending) return pending;
-    pending = (async () => {
-      const [source, options] = splitArguments<WasmSource>(first, second);
+    const shared = loads.get(source);
+    if (shared) return shared;
+    const loading = (async () => {
       const build = chooseBuild(options);
+      if (source !== undefined && !isSource(source)) throw badSource(source);
       await loadNodeBuiltins(); // a Node without process.getBuiltinModule gets its Worker here
       const threads = resolveThreads(options, build);
-      if (source !== undefined) {
-        // The caller's wasm, whichever build it is (threads need a build on shared memory).
-        activate(await toModule(source), threads);
-        return;
+      let module: WebAssembly.Module;
+      try {
+        // The caller's wasm is whichever build it is (threads need a build on shared memory).
+        module = await toModule(source ?? (await packaged.load(build, threads > 1)));
+      } catch (err) {
+        throw loadError(source, err);
       }
-      activate(await toModule(await packaged.load(build, threads > 1)), threads);
+      if (isInitialized()) return; // another init() or initSync() completed first
+      activate(module, threads);
+      initialised();
     })();
-    pending.catch(() => {
-      pending = undefined;
-    });
-    return pending;
+    const load = Promise.race([loading, whenInitialised]);
+    loads.set(source, load);
+    const done = (): void => {
+      if (loads.get(source) === load) loads.delete(source);
+    };
+    load.then(done, done);
+    return load;
   }
 
   /**
@@ -74,18 +101,25 @@ export function createInit(packaged: PackagedWasm): {
    * Browsers refuse to compile modules above 4 KiB synchronously on the main thread; use init().
    */
   function initSync(first?: SyncWasmSource | InitOptions, second?: InitOptions): void {
+    const [source, options] = splitArguments<SyncWasmSource>(first, second);
     if (isInitialized()) {
-      if (threadsTerminated()) restartThreads(splitArguments(first, second)[1]);
+      restartThreads(options);
       return;
     }
-    const [source, options] = splitArguments<SyncWasmSource>(first, second);
     const threads = resolveThreads(options, chooseBuild(options));
-    const wasm: unknown = source ?? packaged.loadSync();
-    if (wasm instanceof WebAssembly.Module) activate(wasm, threads);
+    // Only undefined means the packaged wasm: null is a bad source, as in init().
+    const wasm: unknown = source === undefined ? packaged.loadSync() : source;
+    let module: WebAssembly.Module;
+    if (wasm instanceof WebAssembly.Module) module = wasm;
     else if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) {
-      activate(compileSync(wasm as BufferSource), threads);
-    } else throw badSource(wasm);
-    pending = Promise.resolve();
+      try {
+        module = compileSync(wasm as BufferSource);
+      } catch (err) {
+        throw loadError(source, err, "initSync");
+      }
+    } else throw badSource(wasm, "initSync", "a WebAssembly.Module or bytes (ArrayBuffer or view)");
+    activate(module, threads);
+    initialised();
   }
 
   return { init, initSync };
@@ -115,6 +149,18 @@ function isOptionsObject(x: unknown): x is InitOptions {
   return (proto === Object.prototype || proto === null) && !("then" in x) && !isResponse(x);
 }
 
+function isSource(x: unknown): boolean {
+  return (
+    x instanceof WebAssembly.Module ||
+    x instanceof ArrayBuffer ||
+    ArrayBuffer.isView(x) ||
+    typeof x === "string" ||
+    x instanceof URL ||
+    isThenable(x) ||
+    isResponse(x)
+  );
+}
+
 async function toModule(source: WasmSource): Promise<WebAssembly.Module> {
   if (source instanceof WebAssembly.Module) return source;
   if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return compileAsync(source);
@@ -122,9 +168,7 @@ async function toModule(source: WasmSource): Promise<WebAssembly.Module> {
     if (typeof fetch !== "function") throw badSource(source);
     return fromResponse(fetch(source));
   }
-  if (typeof (source as PromiseLike<Response>).then === "function" || isResponse(source)) {
-    return fromResponse(source as Response | PromiseLike<Response>);
-  }
+  if (isThenable(source) || isResponse(source)) return fromResponse(source);
   throw badSource(source);
 }
 
@@ -133,22 +177,55 @@ async function fromResponse(
 ): Promise<WebAssembly.Module> {
   const r = await response;
   if (!isResponse(r)) throw badSource(r);
-  if (!r.ok) {
-    throw new AttentionError(
-      "INIT_FAILED",
-      `init: fetching the wasm failed: HTTP ${r.status} ${r.statusText}`,
-    );
-  }
+  if (!r.ok)
+    throw new AttentionError("INIT_FAILED", `init: HTTP ${r.status} ${r.statusText}`.trimEnd());
   return compileAsync(await r.arrayBuffer());
+}
+
+function isThenable(x: unknown): x is PromiseLike<Response> {
+  return (
+    (typeof x === "object" || typeof x === "function") &&
+    x !== null &&
+    typeof (x as PromiseLike<unknown>).then === "function"
+  );
 }
 
 function isResponse(x: unknown): x is Response {
   return typeof x === "object" && x !== null && typeof (x as Response).arrayBuffer === "function";
 }
 
-function badSource(source: unknown): AttentionError {
+function badSource(
+  source: unknown,
+  fn = "init",
+  expected = "a WebAssembly.Module, bytes (ArrayBuffer or view), a URL, or a Response",
+): AttentionError {
   return new AttentionError(
-    "BAD_OPTION",
-    `init: source must be a WebAssembly.Module, bytes (ArrayBuffer or view), a URL, or a Response, got ${describe(source)}`,
+    "INIT_FAILED",
+    `${fn}: the source must be ${expected}, got ${describe(source)}`,
   );
+}
+
+/**
+ * Whatever loading `source` threw (a fetch that failed, an HTTP error, bytes that are not wasm, a
+ * promise that rejected), as INIT_FAILED naming the source.
+ */
+function loadError(source: unknown, err: unknown, fn = "init"): AttentionError {
+  if (err instanceof AttentionError && err.code !== "INIT_FAILED") return err;
+  let detail = (err instanceof Error ? err.message : String(err)).replace(/^init(Sync)?: /, "");
+  // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, ...) is its cause.
+  const cause = err instanceof Error ? err.cause : undefined;
+  if (cause instanceof Error) detail += ` (${cause.message})`;
+  const from = source === undefined ? "the packaged wasm" : describeSource(source);
+  return new AttentionError("INIT_FAILED", `${fn}: loading ${from} failed: ${detail}`);
+}
+
+function describeSource(source: unknown): string {
+  if (typeof source === "string") {
+    return JSON.stringify(source.length > 200 ? `${source.slice(0, 200)}…` : source);
+  }
+  if (source instanceof URL) return source.href;
+  if (isResponse(source) && typeof source.url === "string" && source.url !== "") {
+    return `a Response from ${source.url}`;
+  }
+  return describe(source);
 }

@@ -140,12 +140,14 @@ export async function runSplitAsync(call: Call, s: SplitCall): Promise<void> {
   await runAsync(call, s.tasks(asyncThreads(call, s.units)));
 }
 
-/** Runs tasks on the workers (on the calling thread when there are none). */
-export function runAsync(call: Call, tasks: Task[]): Promise<void> {
+/**
+ * Runs tasks on the workers (on the calling thread when there are none). Always settles, and never
+ * throws: no task resolves at once, a failure rejects.
+ */
+export async function runAsync(call: Call, tasks: Task[]): Promise<void> {
   const pool = call.kernels.pool;
-  if (pool) return pool.runAllAsync(call.op, tasks);
-  run(call, tasks);
-  return Promise.resolve();
+  if (pool) await pool.runAllAsync(call.op, tasks);
+  else run(call, tasks);
 }
 
 /** Runs tasks on the calling thread and the pool, and returns when all are done. */

@@ -5,7 +5,13 @@ import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
 import { AttentionError } from "./errors.js";
 import type { ResponseLike, URLLike, WasmBytes, WasmMemory, WasmModule } from "./host-types.js";
 import { checkKnownKeys, optionKeys } from "./option-keys.js";
-import { createPool, hardwareThreads, threadsUnavailable, type Pool } from "./threads.js";
+import {
+  createPool,
+  hardwareThreads,
+  maxThreads,
+  threadsUnavailable,
+  type Pool,
+} from "./threads.js";
 import { Workspace } from "./workspace.js";
 
 /** The functions the wasm module exports (see assembly/index.ts). */
@@ -186,7 +192,7 @@ export function chooseBuild(options: InitOptions | undefined): Build {
   ) {
     throw new AttentionError(
       "BAD_OPTION",
-      `init: options.threads must be a non-negative integer or "auto", got ${String(threads)}`,
+      `init: options.threads must be a non-negative integer or "auto", got ${typeof threads === "string" ? JSON.stringify(threads) : String(threads)}`,
     );
   }
   if (!["auto", "relaxed", "simd128", "scalar"].includes(simd)) {
@@ -254,12 +260,20 @@ export function activate(module: WasmModule, threads = 1): void {
 
 // A pool of `threads` on the instance's module and memory (none for one thread or a build without
 // shared memory).
+// A runtime that refuses to start a worker (a page whose CSP forbids blob: workers, a thread
+// limit) computes on one thread with a warning, as where threads are unavailable.
 function startPool(k: Kernels, threads: number): void {
   if (!k.shared || threads <= 1) return;
   const kernelTable = k.exports as unknown as Record<string, (...args: number[]) => unknown>;
-  k.pool = createPool(k.shared.module, k.shared.memory, threads, (task) =>
-    kernelTable[task.fn](...task.args),
-  );
+  try {
+    k.pool = createPool(k.shared.module, k.shared.memory, threads, (task) =>
+      kernelTable[task.fn](...task.args),
+    );
+  } catch (err) {
+    console.warn(
+      `wasm-attention: a worker could not be started (${err instanceof Error ? err.message : String(err)}); computing on 1 thread`,
+    );
+  }
 }
 
 /**
@@ -358,7 +372,9 @@ let warnedThreads = false;
 
 /**
  * The number of threads to run: options.threads (a number, or "auto" for the hardware's
- * parallelism; default 1), or 1 with a single warning where threads cannot run.
+ * parallelism; default 1), or 1 with a single warning where threads cannot run. A number above the
+ * hardware's parallelism is capped there with a warning: more threads than cores only wait on
+ * each other (and threads: 1e9 must not start a billion workers).
  */
 export function resolveThreads(options: InitOptions | undefined, build: Build): number {
   const requested = options?.threads ?? 1;
@@ -369,6 +385,13 @@ export function resolveThreads(options: InitOptions | undefined, build: Build): 
     if (!warnedThreads) console.warn(`wasm-attention: ${reason}; computing on 1 thread`);
     warnedThreads = true;
     return 1;
+  }
+  const most = maxThreads();
+  if (count > most) {
+    console.warn(
+      `wasm-attention: threads: ${count} asked for, but this machine runs ${most} in parallel; using ${most}`,
+    );
+    return most;
   }
   return count;
 }

@@ -75,11 +75,12 @@ export function asTensor(op: string, name: string, value: unknown): unknown {
   }
   const data = read("data");
   const kind = typedArrayName(data);
-  const snapshot =
-    kind === "Float32Array" || kind === "Uint8Array"
-      ? plainView(kind, data as Float32Array | Uint8Array)
-      : data;
-  return { data: snapshot, shape };
+  if (kind !== "Float32Array" && kind !== "Uint8Array") return { data, shape };
+  try {
+    return { data: plainView(kind, data as Float32Array | Uint8Array), shape };
+  } catch {
+    return { data, shape }; // a detached buffer cannot be viewed: checkTensor reports it
+  }
 }
 
 /** At most this many dims; a longer "shape" is refused before it is copied. */

@@ -21,6 +21,8 @@ function onMessage(m) {
     const instance = new WebAssembly.Instance(m.module, { env: { memory: m.memory } });
     kernels = instance.exports;
     control = new Int32Array(m.control);
+    // Ready: synchronous calls may hand this worker tasks from now on.
+    Atomics.store(control, 2 + m.index, 1);
     return;
   }
   let error = null;
@@ -76,8 +78,9 @@ interface WorkerLike {
   unref?(): void;
 }
 
-// A worker gets this long to report a call done before the call fails (a worker that never
-// started, or was killed, must not hang the caller forever).
+// A worker gets this long to report a call done before the call fails (a worker killed while it
+// computes must not hang the caller forever). A worker that never started cannot hold up a call:
+// synchronous calls only go to workers that have said they are ready.
 const WAIT_MS = 120_000;
 
 /**
@@ -91,6 +94,11 @@ export class Pool {
   /** Threads computing a call: the calling thread and the workers. */
   readonly size: number;
   readonly #workers: WorkerLike[];
+  /**
+   * Shared with the workers: [0] tasks of the synchronous call done, [1] one of them failed,
+   * [2 + w] worker w is ready (has instantiated the module). A blocked calling thread cannot hear
+   * a worker's events, so it learns all this from here.
+   */
   readonly #control: Int32Array;
   readonly #run: (task: Task) => void;
   readonly #pending = new Map<number, Pending>();
@@ -146,17 +154,20 @@ export class Pool {
       return;
     }
     const control = this.#control;
+    // Workers still starting (or that never will) get nothing: their tasks run here, after the
+    // first, so a call never waits on a worker's startup.
+    const ready = this.#workers.filter((_, w) => Atomics.load(control, 2 + w) === 1);
+    const expected = Math.min(tasks.length - 1, ready.length);
     Atomics.store(control, 0, 0);
     Atomics.store(control, 1, 0);
-    for (let i = 1; i < tasks.length; i++)
-      this.#workers[i - 1].postMessage({ type: "run", ...tasks[i] });
+    for (let i = 0; i < expected; i++) ready[i].postMessage({ type: "run", ...tasks[i + 1] });
     let mainError: unknown;
     try {
       this.#run(tasks[0]);
+      for (const task of tasks.slice(expected + 1)) this.#run(task);
     } catch (err) {
       mainError = err;
     }
-    const expected = tasks.length - 1;
     const deadline = Date.now() + WAIT_MS;
     for (let done = Atomics.load(control, 0); done < expected; done = Atomics.load(control, 0)) {
       if (Date.now() > deadline || this.#failure !== undefined) {
@@ -183,8 +194,14 @@ export class Pool {
    * itself only when the pool has no usable worker); resolves when all are done.
    */
   runAllAsync(op: string, tasks: Task[]): Promise<void> {
+    // No task, no "done" message to wait for: a pending entry would never settle.
+    if (tasks.length === 0) return Promise.resolve();
     if (!this.#usable) {
-      for (const task of tasks) this.#run(task);
+      try {
+        for (const task of tasks) this.#run(task);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return Promise.resolve();
     }
     const id = this.#nextId++;
@@ -196,9 +213,15 @@ export class Pool {
         resolve,
         reject: (err) => reject(workerError(op, String(err))),
       });
-      tasks.forEach((task, i) => {
-        this.#workers[i % this.#workers.length].postMessage({ type: "run", id, ...task });
-      });
+      try {
+        tasks.forEach((task, i) => {
+          this.#workers[i % this.#workers.length].postMessage({ type: "run", id, ...task });
+        });
+      } catch (err) {
+        // A worker that cannot take a message is a failed pool: fail() settles this call (and any
+        // other pending one) once every worker has stopped.
+        this.fail(`a worker could not be sent a task: ${String(err)}`);
+      }
     });
   }
 
@@ -327,15 +350,28 @@ export function threadsUnavailable(): string | undefined {
   return undefined;
 }
 
-/** The number of threads "auto" means: the hardware's parallelism. */
+/** The number of threads "auto" means: the hardware's parallelism (1 where it is unknown). */
 export function hardwareThreads(): number {
+  return hardwareParallelism() ?? 1;
+}
+
+/**
+ * The most threads init() starts: the hardware's parallelism, or 16 where the runtime does not
+ * tell it (an explicit number is then trusted that far).
+ */
+export function maxThreads(): number {
+  return hardwareParallelism() ?? 16;
+}
+
+// The hardware's parallelism, at most 16, or undefined where the runtime does not tell it.
+function hardwareParallelism(): number | undefined {
   const os = nodeBuiltin("node:os") as
     { availableParallelism?: () => number; cpus?: () => unknown[] } | undefined;
   const n =
     os?.availableParallelism?.() ??
     os?.cpus?.().length ??
     (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  return Math.max(1, Math.min(16, n ?? 1));
+  return typeof n === "number" && n >= 1 ? Math.min(16, Math.floor(n)) : undefined;
 }
 
 /**
@@ -348,11 +384,20 @@ export function createPool(
   threads: number,
   run: (task: Task) => void,
 ): Pool {
-  const controlBuffer = new SharedArrayBuffer(8);
+  const controlBuffer = new SharedArrayBuffer(4 * (2 + threads - 1));
   const workers: WorkerLike[] = [];
   let pool: Pool | undefined;
   const node = nodeWorkers();
-  for (let i = 1; i < threads; i++) {
+  try {
+    for (let i = 1; i < threads; i++) workers.push(startWorker(i - 1));
+  } catch (err) {
+    for (const worker of workers) void worker.terminate();
+    throw err;
+  }
+  pool = new Pool(workers, new Int32Array(controlBuffer), run);
+  return pool;
+
+  function startWorker(index: number): WorkerLike {
     let worker: WorkerLike;
     if (node) {
       const w = new node.Worker(WORKER_SOURCE, { eval: true });
@@ -370,9 +415,7 @@ export function createPool(
       w.onmessage = (event) => pool?.receive(event.data as { type: string });
       worker = w;
     }
-    worker.postMessage({ type: "init", module, memory, control: controlBuffer });
-    workers.push(worker);
+    worker.postMessage({ type: "init", module, memory, control: controlBuffer, index });
+    return worker;
   }
-  pool = new Pool(workers, new Int32Array(controlBuffer), run);
-  return pool;
 }

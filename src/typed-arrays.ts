@@ -39,6 +39,8 @@ export interface TypedArrayGeometry {
 /** Geometry of a value typedArrayName() accepted. */
 export function geometryOf(view: unknown): TypedArrayGeometry {
   const buffer = bufferOf.call(view) as ArrayBufferLike;
+  // Without ArrayBuffer.prototype.detached (Node 20) a detached buffer's views have length 0, which
+  // the length checks catch.
   const detached =
     detachedGetter !== undefined && buffer instanceof ArrayBuffer
       ? detachedGetter.call(buffer) === true

@@ -4,10 +4,15 @@
 import { describe, expect, it } from "vitest";
 import {
   AttentionError,
+  alibiSlopes,
   allocTensor,
+  attentionEntropy,
+  attentionRollout,
   init,
+  renderHeatmapSvg,
   scaledDotProductAttention,
   softmax,
+  sparsePatterns,
 } from "../src/index";
 
 const t = { data: new Float32Array([1, 0, 0, 1]), shape: [2, 2] };
@@ -50,6 +55,21 @@ describe("before init()", () => {
 
   it("allocTensor throws NOT_INITIALIZED", () => {
     expect(codeOf(() => allocTensor([2, 2]))).toBe("NOT_INITIALIZED");
+  });
+
+  it("the pure JavaScript helpers need no init() and still validate their arguments", () => {
+    expect(Array.from(alibiSlopes(2))).toEqual([1 / 16, 1 / 256]);
+    expect(sparsePatterns.longformer(4, { window: 1 }).shape).toEqual([4, 4]);
+    const weights = { data: new Float32Array([1, 0, 0.5, 0.5]), shape: [2, 2] };
+    expect(attentionEntropy(weights).shape).toEqual([2]);
+    expect(attentionRollout([{ data: weights.data, shape: [1, 1, 2, 2] }]).shape).toEqual([
+      1, 2, 2,
+    ]);
+    expect(renderHeatmapSvg(weights)).toContain("<svg");
+    expect(codeOf(() => alibiSlopes(-1))).toBe("BAD_OPTION");
+    expect(codeOf(() => attentionEntropy({ data: new Float32Array(3), shape: [2, 2] }))).toBe(
+      "SHAPE_MISMATCH",
+    );
   });
 
   it("after init() the same calls work", async () => {

@@ -70,7 +70,7 @@ class FakeWorker {
 function fakePool(): { pool: Pool; worker: FakeWorker; ran: string[] } {
   const worker = new FakeWorker();
   const ran: string[] = [];
-  const pool = new Pool([worker], new Int32Array(new SharedArrayBuffer(8)), (task) =>
+  const pool = new Pool([worker], new Int32Array(new SharedArrayBuffer(12)), (task) =>
     ran.push(task.fn),
   );
   return { pool, worker, ran };
@@ -121,6 +121,25 @@ describe("the pool's lifecycle", () => {
     ]);
     expect(ran).toEqual(["h", "i", "j"]);
     expect(worker.posted).toHaveLength(1);
+  });
+
+  it("settles a call with no task at once, on a live pool", async () => {
+    const { pool, worker } = fakePool();
+    expect(await settled(pool.runAllAsync("op", []))).toBe(true);
+    expect(worker.posted).toHaveLength(0);
+    expect(worker.refs).toBe(0);
+  });
+
+  it("gives a synchronous call's tasks only to workers that have started", () => {
+    const { pool, worker, ran } = fakePool();
+    // The worker never said it is ready (a worker that failed to start never will): its task runs
+    // on the calling thread, so the call neither waits nor hangs.
+    pool.runAll("op", [
+      { fn: "a", args: [] },
+      { fn: "b", args: [] },
+    ]);
+    expect(ran).toEqual(["a", "b"]);
+    expect(worker.posted).toHaveLength(0);
   });
 
   it("treats an exit it did not ask for as a failure, and its own terminate() as none", async () => {

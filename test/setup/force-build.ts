@@ -1,6 +1,6 @@
 // Setup of the vitest projects that pin how the module runs: WASM_ATTENTION_BUILD ("scalar",
 // "simd128" or "relaxed") and WASM_ATTENTION_THREADS (a number) initialise the module before the
-// suites' own init() calls, which then reuse it (init() returns its first call's promise).
+// suites' own init() calls, which then reuse it (once initialised, init() resolves at once).
 import { init } from "../../src/index";
 
 const env = process.env;
