@@ -12,16 +12,13 @@ import {
   SDPA_OPTION_KEYS,
   type AttentionOptions,
 } from "./sdpa.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+import { readTensor, type Tensor, type TensorInput } from "./tensor.js";
+import { optBoolean, readOptions } from "./option-values.js";
+import { checkHeadDim, MAX_HEAD_DIM, product } from "./shapes.js";
+import { plainView, typedArrayName } from "./typed-arrays.js";
 import { linear, weightTensor } from "./linear.js";
 import { Workspace } from "./workspace.js";
-import type { Kernels } from "./runtime.js";
+import { kernels, type Kernels } from "./runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "./steps.js";
 import type { Task } from "./threads.js";
 import { SDPA_PARAMS_BYTES } from "../assembly/shared.js";
@@ -56,13 +53,15 @@ export function scaledDotProductAttentionBackward(
   gradOutput: TensorInput,
   options: BackwardOptions,
 ): AttentionGradients {
-  return runPlanned(OP, planBackward(OP, q, k, v, output, gradOutput, options));
+  const planned = planBackward(OP, q, k, v, output, gradOutput, options);
+  return "zeros" in planned ? planned.zeros : runPlanned(OP, planned);
 }
 
 /**
  * scaledDotProductAttentionBackward that never blocks the calling thread: with a worker pool the
  * workers compute it (see `init({ threads })`); without one it runs on the calling thread. Bad
- * arguments reject (an async function: they never throw synchronously).
+ * arguments reject (an async function: they never throw synchronously). Every input is read and
+ * copied into WASM memory before the promise is returned.
  */
 export async function scaledDotProductAttentionBackwardAsync(
   q: TensorInput,
@@ -73,30 +72,42 @@ export async function scaledDotProductAttentionBackwardAsync(
   options: BackwardOptions,
 ): Promise<AttentionGradients> {
   const op = `${OP}Async`;
-  return runPlannedAsync(op, planBackward(op, q, k, v, output, gradOutput, options));
+  const planned = planBackward(op, q, k, v, output, gradOutput, options);
+  return "zeros" in planned ? planned.zeros : runPlannedAsync(op, planned);
 }
 
+// The checked call: its plan, or (no query row or no key: nothing to differentiate through) its
+// gradients, all zeros, computed without touching WASM memory.
 function planBackward(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
-  output: TensorInput,
-  gradOutput: TensorInput,
+  qIn: TensorInput,
+  kIn: TensorInput,
+  vIn: TensorInput,
+  outputIn: TensorInput,
+  gradOutputIn: TensorInput,
   options: BackwardOptions,
-): Planned<AttentionGradients> {
-  [q, k, v] = attentionInputs(op, q, k, v);
-  output = asTensor(op, "output", output);
-  gradOutput = asTensor(op, "gradOutput", gradOutput);
+): Planned<AttentionGradients> | { zeros: AttentionGradients } {
+  kernels(op);
+  const [q, k, v] = attentionInputs(op, qIn, kIn, vIn);
+  const output = readTensor<Float32Array>(op, "output", outputIn, ["float32"]);
+  const gradOutput = readTensor<Float32Array>(op, "gradOutput", gradOutputIn, ["float32"]);
   const dims = attentionInputDims(op, q, k, v);
-  checkOptionsObject(op, options, BACKWARD_OPTION_KEYS);
-  const { lse: lseGiven, ...forward } = options;
-  const lse = lseGiven === undefined ? undefined : asTensor(op, "options.lse", lseGiven);
+  const { lse: lseGiven, ...forward } = readOptions<BackwardOptions>(
+    op,
+    options,
+    BACKWARD_OPTION_KEYS,
+  );
+  const lse =
+    lseGiven === undefined
+      ? undefined
+      : readTensor<Float32Array>(op, "options.lse", lseGiven, ["float32"]);
+  // The forward's returnWeights and returnLse do not change the gradients, but are still checked.
+  optBoolean(op, "returnWeights", forward.returnWeights);
+  optBoolean(op, "returnLse", forward.returnLse);
   const plan = planAttention(op, dims, { ...forward, returnWeights: false, returnLse: false });
   const { B, H, Hkv, Nq, Nk, D, Dv } = dims;
   const lead = q.shape.slice(0, -2);
   const expect = (name: string, t: Tensor, shape: number[]): void => {
-    checkTensor(op, name, t, ["float32"]);
     if (t.shape.join() !== shape.join()) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
@@ -113,6 +124,15 @@ function planBackward(
     );
   }
   expect("options.lse", lse, [...lead, Nq]);
+  if (B * H * Nq * Nk === 0) {
+    return {
+      zeros: {
+        dq: { data: new Float32Array(q.data.length), shape: [...q.shape] },
+        dk: { data: new Float32Array(k.data.length), shape: [...k.shape] },
+        dv: { data: new Float32Array(v.data.length), shape: [...v.shape] },
+      },
+    };
+  }
   const block = Workspace.blockSize;
   const scratchBytes = (kern: Kernels): number => kern.exports.sdpaBackwardScratchBytes(D, Dv, Nk);
   const bytes = (kern: Kernels): number =>
@@ -181,7 +201,8 @@ function planBackward(
 /**
  * Gradients of linear (y = x·Wᵀ + b) for the upstream gradient gradOutput [..., out]: dx [..., in]
  * = gradOutput·W, dw [out, in] = gradOutputᵀ·x, db [out] = the column sums of gradOutput. Both
- * products run on the SIMD GEMM.
+ * products run on the SIMD GEMM. The feature dims `in` and `out` are in [1, 65536]; with no rows
+ * (x [0, in]) dx is empty and dw, db are zeros.
  */
 export function linearBackward(
   x: TensorInput,
@@ -189,26 +210,38 @@ export function linearBackward(
   gradOutput: TensorInput,
 ): { dx: Tensor; dw: Tensor; db: Tensor } {
   const op = "linearBackward";
-  x = asTensor(op, "x", x);
-  gradOutput = asTensor(op, "gradOutput", gradOutput);
-  checkTensor(op, "x", x, ["float32"]);
-  checkTensor(op, "gradOutput", gradOutput, ["float32"]);
-  if (x.shape.length < 1) {
+  kernels(op);
+  const input = readTensor<Float32Array>(op, "x", x, ["float32"]);
+  const grad = readTensor<Float32Array>(op, "gradOutput", gradOutput, ["float32"]);
+  if (input.shape.length < 1) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
       `${op}: x must have rank >= 1 [..., in], got shape []`,
     );
   }
-  const inFeatures = x.shape[x.shape.length - 1];
-  const weights = weightTensor(op, "w", w, inFeatures);
+  const inFeatures = input.shape[input.shape.length - 1];
+  checkHeadDim(op, "x", input.shape, "feature dim in", inFeatures);
+  // A bare Float32Array is re-viewed as a plain one: its class or own properties cannot lie.
+  const wGiven =
+    typedArrayName(w) === "Float32Array" ? plainView("Float32Array", w as Float32Array) : w;
+  const weights = weightTensor(op, "w", wGiven, inFeatures);
   const outFeatures = weights.shape[0];
-  const rows = x.data.length / Math.max(inFeatures, 1);
-  const want = [...x.shape.slice(0, -1), outFeatures];
-  if (gradOutput.shape.join() !== want.join()) {
+  checkHeadDim(op, "w", weights.shape, "output features out", outFeatures);
+  const rows = product(input.shape.slice(0, -1));
+  const want = [...input.shape.slice(0, -1), outFeatures];
+  if (grad.shape.join() !== want.join()) {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${op}: gradOutput has shape ${formatShape(gradOutput.shape)} but must be ${formatShape(want)}`,
+      `${op}: gradOutput has shape ${formatShape(grad.shape)} but must be ${formatShape(want)}`,
     );
+  }
+  const db = new Float32Array(outFeatures);
+  if (rows === 0) {
+    return {
+      dx: { data: new Float32Array(0), shape: [...input.shape] },
+      dw: { data: new Float32Array(outFeatures * inFeatures), shape: [outFeatures, inFeatures] },
+      db: { data: db, shape: [outFeatures] },
+    };
   }
   const transpose = (data: Float32Array, r: number, c: number): Float32Array => {
     const t = new Float32Array(r * c);
@@ -216,18 +249,29 @@ export function linearBackward(
     return t;
   };
   // dx = dY·W = linear(dY, Wᵀ); dw = dYᵀ·X = linear(dYᵀ, Xᵀ).
-  const dyFlat = { data: gradOutput.data, shape: [rows, outFeatures] };
+  const dyFlat = { data: grad.data, shape: [rows, outFeatures] };
   const dx = linear(dyFlat, transpose(weights.data, outFeatures, inFeatures));
-  const dw = linear(
-    { data: transpose(gradOutput.data, rows, outFeatures), shape: [outFeatures, rows] },
-    transpose(x.data, rows, inFeatures),
-  );
-  const db = new Float32Array(outFeatures);
+  // The rows are the reduction dim of dw: summed in chunks of at most MAX_HEAD_DIM rows, the
+  // feature dims linear() takes.
+  let dw: Float32Array | undefined;
+  for (let r0 = 0; r0 < rows; r0 += MAX_HEAD_DIM) {
+    const r1 = Math.min(rows, r0 + MAX_HEAD_DIM);
+    const c = r1 - r0;
+    const part = linear(
+      {
+        data: transpose(grad.data.subarray(r0 * outFeatures, r1 * outFeatures), c, outFeatures),
+        shape: [outFeatures, c],
+      },
+      transpose(input.data.subarray(r0 * inFeatures, r1 * inFeatures), c, inFeatures),
+    ).data;
+    if (dw === undefined) dw = part;
+    else for (let i = 0; i < part.length; i++) dw[i] += part[i];
+  }
   for (let r = 0; r < rows; r++)
-    for (let o = 0; o < outFeatures; o++) db[o] += gradOutput.data[r * outFeatures + o];
+    for (let o = 0; o < outFeatures; o++) db[o] += grad.data[r * outFeatures + o];
   return {
-    dx: { data: dx.data, shape: [...x.shape] },
-    dw: { data: dw.data, shape: [outFeatures, inFeatures] },
+    dx: { data: dx.data, shape: [...input.shape] },
+    dw: { data: dw ?? new Float32Array(0), shape: [outFeatures, inFeatures] },
     db: { data: db, shape: [outFeatures] },
   };
 }

@@ -5,16 +5,12 @@
 import { type Call, stagedBytes, withCall } from "./call.js";
 import { AttentionError } from "./errors.js";
 import type { Operand } from "./sdpa.js";
-import { attentionDims } from "./shapes.js";
+import { attentionDims, checkHeadDim } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+import { optFloat32, optInteger, readOptions } from "./option-values.js";
+import { kernels } from "./runtime.js";
+import { describe, readTensor, type Tensor, type TensorInput } from "./tensor.js";
+import { plainView, typedArrayName } from "./typed-arrays.js";
 import { Workspace } from "./workspace.js";
 
 /** A validated rope configuration. */
@@ -42,6 +38,11 @@ const APPLY_ROPE_KEYS = optionKeys<ApplyRopeOptions>({
 });
 const STYLE_CODE = { neox: 0, gptj: 1 } as const;
 
+/**
+ * A rope configuration `{ base?, style? }` (`name` in messages), each read once: base a positive
+ * number a float32 can hold with a finite reciprocal (about 3e-38 to 3.4e38), style "neox" or
+ * "gptj"; the head dim must be even. Other keys are the caller's to check.
+ */
 export function checkRopeConfig(
   op: string,
   name: string,
@@ -54,14 +55,21 @@ export function checkRopeConfig(
       `${op}: ${name} must be an object, got ${describe(options)}`,
     );
   }
-  const base = options.base ?? 10000;
-  if (typeof base !== "number" || !(base > 0) || !Number.isFinite(base)) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${op}: ${name}.base must be a positive number, got ${describe(base)}`,
-    );
-  }
-  const style = options.style ?? "neox";
+  const read = (key: "base" | "style"): unknown => {
+    try {
+      const value: unknown = options[key];
+      return value === null ? undefined : value;
+    } catch (err) {
+      throw new AttentionError(
+        "BAD_OPTION",
+        `${op}: ${name}.${key} cannot be read (${err instanceof Error ? err.message : String(err)})`,
+      );
+    }
+  };
+  // Angles are pos · base^(−2t/D) with 2t/D < 1: at most pos / base, finite for such a base.
+  const base =
+    optFloat32(op, `${name}.base`, read("base"), { positive: true, divisor: true }) ?? 10000;
+  const style = read("style") ?? "neox";
   if (style !== "neox" && style !== "gptj") {
     throw new AttentionError(
       "BAD_OPTION",
@@ -83,23 +91,28 @@ export function ropeTableBytes(rows: number, d: number): number {
 }
 
 /**
- * Rotates x [B,H,N,D] (rank 2–4, D even) by the rotary embedding of each row's position; returns a
- * new tensor of the same shape.
+ * Rotates x [B,H,N,D] (rank 2–4, D even, in [2, 65536]) by the rotary embedding of each row's
+ * position; returns a new tensor of the same shape.
  */
-export function applyRope(x: TensorInput, options: ApplyRopeOptions = {}): Tensor {
-  x = asTensor(OP, "x", x);
-  checkTensor(OP, "x", x, ["float32"]);
-  checkOptionsObject(OP, options, APPLY_ROPE_KEYS);
-  const [B, H, N, D] = attentionDims(OP, "x", x);
-  const config = checkRopeConfig(OP, "options", options, D);
-  const positions = rowPositions(options, N);
-  const n = x.data.length;
+export function applyRope(x: TensorInput, options?: ApplyRopeOptions): Tensor {
+  kernels(OP);
+  const input = readTensor<Float32Array>(OP, "x", x, ["float32"]);
+  const opts = readOptions<ApplyRopeOptions>(OP, options, APPLY_ROPE_KEYS);
+  const [B, H, N, D] = attentionDims(OP, "x", input);
+  checkHeadDim(OP, "x", input.shape, "head dim D", D);
+  const config = checkRopeConfig(OP, "options", opts, D);
+  const n = input.data.length;
+  const positions = rowPositions(opts, N, n > 0);
+  const shape = [...input.shape];
+  if (n === 0) return { data: new Float32Array(0), shape };
   return withCall(
     OP,
     (k) =>
-      stagedBytes(x, k) + Workspace.blockSize(n * 4) + Workspace.blockSize(ropeTableBytes(N, D)),
+      stagedBytes(input, k) +
+      Workspace.blockSize(n * 4) +
+      Workspace.blockSize(ropeTableBytes(N, D)),
     (call) => {
-      const src = call.inputF32(x, "x");
+      const src = call.inputF32(input, "x");
       const dst = call.alloc(n * 4, "output");
       call.workspace.u8.copyWithin(dst, src, src + n * 4);
       const table = call.alloc(ropeTableBytes(N, D), "rope table");
@@ -116,7 +129,7 @@ export function applyRope(x: TensorInput, options: ApplyRopeOptions = {}): Tenso
         table,
         STYLE_CODE[config.style],
       );
-      return { data: call.outputF32(dst, n), shape: [...x.shape] };
+      return { data: call.outputF32(dst, n), shape };
     },
   );
 }
@@ -149,35 +162,59 @@ export function applyRopeInPlace(
   );
 }
 
-function rowPositions(options: ApplyRopeOptions, N: number): ArrayLike<number> {
-  if (options.positions !== undefined) {
-    const p = options.positions;
-    if (!(p instanceof Int32Array) && !Array.isArray(p)) {
+// The position of each of the N rows: `positions` (read once into a copy) or positionOffset + 0..N−1
+// (built only when there is something to rotate: an empty x may have any N).
+function rowPositions(options: ApplyRopeOptions, N: number, build: boolean): ArrayLike<number> {
+  // Checked even when positions make it unused: a wrong value never passes silently.
+  const offset =
+    optInteger(
+      OP,
+      "positionOffset",
+      options.positionOffset,
+      Number.MIN_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER - N,
+    ) ?? 0;
+  const p: unknown = options.positions;
+  if (p !== undefined) {
+    const kind = typedArrayName(p);
+    let copy: Float64Array | Int32Array;
+    const length =
+      kind === "Int32Array"
+        ? plainView("Int32Array", p as Int32Array).length
+        : Array.isArray(p)
+          ? p.length
+          : -1;
+    if (length < 0) {
       throw new AttentionError(
-        "BAD_DTYPE",
+        typeof p === "object" && p !== null ? "BAD_DTYPE" : "BAD_OPTION",
         `${OP}: positions must be an Int32Array or number[], got ${describe(p)}`,
       );
     }
-    if (p.length !== N) {
+    if (length !== N) {
       throw new AttentionError(
         "SHAPE_MISMATCH",
-        `${OP}: positions has ${p.length} entries but x has N = ${N} rows (one position per row)`,
+        `${OP}: positions has ${length} entries but x has N = ${N} rows (one position per row)`,
       );
     }
-    for (const pos of p) {
-      if (!Number.isInteger(pos)) {
-        throw new AttentionError("BAD_OPTION", `${OP}: positions must be integers, got ${pos}`);
+    if (kind === "Int32Array") copy = plainView("Int32Array", p as Int32Array).slice();
+    else {
+      const list = p as unknown[];
+      copy = new Float64Array(length);
+      for (let i = 0; i < length; i++) {
+        // A hole (a sparse array) is refused at once, before any long walk.
+        const pos: unknown = Object.hasOwn(list, i) ? list[i] : undefined;
+        if (typeof pos !== "number" || !Number.isSafeInteger(pos)) {
+          throw new AttentionError(
+            "BAD_OPTION",
+            `${OP}: positions[${i}] must be a safe integer, got ${describe(pos)}`,
+          );
+        }
+        copy[i] = pos;
       }
     }
-    return p;
+    return copy;
   }
-  const offset = options.positionOffset ?? 0;
-  if (!Number.isInteger(offset)) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: positionOffset must be an integer, got ${describe(offset)}`,
-    );
-  }
+  if (!build) return [];
   return Array.from({ length: N }, (_, i) => offset + i);
 }
 

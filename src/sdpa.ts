@@ -13,16 +13,11 @@ import {
 } from "./parallel.js";
 import { kernels, type Kernels } from "./runtime.js";
 import { AttentionError, formatShape } from "./errors.js";
-import { attentionDims, broadcastStrides } from "./shapes.js";
+import { attentionDims, broadcastStrides, checkHeadDim, MAX_HEAD_DIM } from "./shapes.js";
 import { optionKeys } from "./option-keys.js";
-import {
-  asTensor,
-  checkOptionsObject,
-  checkTensor,
-  describe,
-  type Tensor,
-  type TensorInput,
-} from "./tensor.js";
+import { optBoolean, optFloat32, optInteger, readOptions } from "./option-values.js";
+import { checkTensor, describe, readTensor, type Tensor, type TensorInput } from "./tensor.js";
+import { plainView, typedArrayName } from "./typed-arrays.js";
 import { Workspace } from "./workspace.js";
 
 /** Options of {@link scaledDotProductAttention}. */
@@ -155,28 +150,37 @@ export function contiguousOperand(ptr: number, heads: number, rows: number, dim:
 const OP = "scaledDotProductAttention";
 
 /**
+ * Most keys per call the kernels take (2^27): their per-thread scratch grows with Nk (the scalar
+ * build's by 8 bytes a key) and is computed in 32 bits. A real call reaches it only with a head dim
+ * of a few floats: k alone then holds Nk·D floats.
+ */
+export const MAX_KEYS = 2 ** 27;
+
+/**
  * Scaled dot-product attention, softmax(scale · q·kᵀ + masks) · v, computed flash-style in SIMD
  * WebAssembly with O(tile) working memory.
  *
  * q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (rank 3 [H,N,D] and rank 2 [N,D] mean B = 1, H = 1)
  * → output [B,H,Nq,Dv] with the rank of q. When Hkv divides H, query head h uses kv head
- * floor(h / (H / Hkv)) (grouped-query / multi-query attention). A query row with no visible key
- * outputs zeros, zero weights and lse = -Infinity.
+ * floor(h / (H / Hkv)) (grouped-query / multi-query attention). D and Dv are in [1, 65536]. A query
+ * row with no visible key (Nk = 0 included) outputs zeros, zero weights and lse = -Infinity; an
+ * empty output (B, H or Nq = 0) is returned at once, without touching WASM memory.
  */
 export function scaledDotProductAttention(
   q: TensorInput,
   k: TensorInput,
   v: TensorInput,
-  options: ScaledDotProductAttentionOptions = {},
+  options?: ScaledDotProductAttentionOptions,
 ): AttentionResult {
-  [q, k, v] = attentionInputs(OP, q, k, v);
-  const { plan, out } = planSdpa(q, k, v, options);
+  const call = planSdpa(OP, q, k, v, options);
+  if (call.empty) return call.empty;
+  const { plan, out, inputs } = call;
   return withCall(
     OP,
-    (kernels) => sdpaBytes(kernels, q, k, v, plan),
-    (call) => {
-      const staged = stageSdpa(call, plan, q, k, v, out);
-      return staged.finish(runAttention(call, plan, staged.operands));
+    (kernels) => sdpaBytes(kernels, inputs, plan),
+    (c) => {
+      const staged = stageSdpa(c, plan, inputs, out);
+      return staged.finish(runAttention(c, plan, staged.operands));
     },
   );
 }
@@ -185,27 +189,38 @@ export function scaledDotProductAttention(
  * scaledDotProductAttention that never blocks the calling thread: with a worker pool
  * (`init({ threads })`) the heads are computed by the workers, so a browser page stays responsive
  * and still uses every core. Without a pool it computes on the calling thread. Bad arguments reject
- * with the same AttentionError.
+ * with the same AttentionError (never a synchronous throw). Every input (mask and slopes included)
+ * is read and copied into WASM memory before the promise is returned, so the caller may reuse or
+ * transfer its arrays at once; `out` is written when the promise settles.
  */
 export async function scaledDotProductAttentionAsync(
   q: TensorInput,
   k: TensorInput,
   v: TensorInput,
-  options: ScaledDotProductAttentionOptions = {},
+  options?: ScaledDotProductAttentionOptions,
 ): Promise<AttentionResult> {
-  [q, k, v] = attentionInputs(`${OP}Async`, q, k, v);
-  const { plan, out } = planSdpa(q, k, v, options);
+  const op = `${OP}Async`;
+  const call = planSdpa(op, q, k, v, options);
+  if (call.empty) return call.empty;
+  const { plan, out, inputs } = call;
   return withCallAsync(
-    `${OP}Async`,
-    (kernels) => sdpaBytes(kernels, q, k, v, plan),
-    async (call) => {
-      const staged = stageSdpa(call, plan, q, k, v, out);
-      return staged.finish(await runAttentionAsync(call, plan, staged.operands));
+    op,
+    (kernels) => sdpaBytes(kernels, inputs, plan),
+    async (c) => {
+      const staged = stageSdpa(c, plan, inputs, out);
+      return staged.finish(await runAttentionAsync(c, plan, staged.operands));
     },
   );
 }
 
-function sdpaBytes(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan): number {
+/** The validated q, k, v snapshots of a call. */
+interface SdpaInputs {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+}
+
+function sdpaBytes(kernels: Kernels, { q, k, v }: SdpaInputs, plan: AttentionPlan): number {
   return (
     stagedBytes(q, kernels) +
     stagedBytes(k, kernels) +
@@ -220,9 +235,7 @@ function sdpaBytes(kernels: Kernels, q: Tensor, k: Tensor, v: Tensor, plan: Atte
 function stageSdpa(
   call: Call,
   plan: AttentionPlan,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  { q, k, v }: SdpaInputs,
   out: Out | undefined,
 ): {
   operands: AttentionOperands;
@@ -242,200 +255,204 @@ function stageSdpa(
   };
   const finish = (result: { weights?: Float32Array; lse?: Float32Array }): AttentionResult => {
     const data = call.outputF32(outPtr, outLength, out);
-    const lead = q.shape.slice(0, -2);
-    const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
-    if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
-    if (result.lse) output.lse = { data: result.lse, shape: [...lead, Nq] };
-    return output;
+    return attentionResult(q, plan, data, result);
   };
   return { operands, finish };
 }
 
-function planSdpa(
+// The op's result from the output data and the kernel's weights and lse.
+function attentionResult(
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  options: ScaledDotProductAttentionOptions,
-): { plan: AttentionPlan; out?: Out } {
-  const dims = attentionInputDims(OP, q, k, v);
-  const { B, H, Nq, Dv } = dims;
-  checkOptionsObject(OP, options, SDPA_OPTION_KEYS);
-  const plan = planAttention(OP, dims, options);
-  if (options.out === undefined) return { plan };
-  const outShape = formatShape([...q.shape.slice(0, -2), Nq, Dv]);
-  const inputs = [
-    ["q", q],
-    ["k", k],
-    ["v", v],
-  ] as const;
-  return { plan, out: checkOut(OP, options.out, B * H * Nq * Dv, outShape, inputs, kernels(OP)) };
+  plan: AttentionPlan,
+  data: Float32Array,
+  result: { weights?: Float32Array; lse?: Float32Array },
+): AttentionResult {
+  const { Nq, Nk, Dv } = plan;
+  const lead = q.shape.slice(0, -2);
+  const output: AttentionResult = { output: { data, shape: [...lead, Nq, Dv] } };
+  if (result.weights) output.weights = { data: result.weights, shape: [...lead, Nq, Nk] };
+  if (result.lse) output.lse = { data: result.lse, shape: [...lead, Nq] };
+  return output;
 }
 
-/** q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted). */
+// Everything a call needs, validated; `empty` is the whole result when the output is empty.
+function planSdpa(
+  op: string,
+  qIn: TensorInput,
+  kIn: TensorInput,
+  vIn: TensorInput,
+  options: unknown,
+):
+  | { empty: AttentionResult; plan?: undefined; out?: undefined; inputs?: undefined }
+  | { empty?: undefined; plan: AttentionPlan; out?: Out; inputs: SdpaInputs } {
+  const k0 = kernels(op);
+  const [q, k, v] = attentionInputs(op, qIn, kIn, vIn);
+  const dims = attentionInputDims(op, q, k, v);
+  const { B, H, Nq, Dv } = dims;
+  const given = readOptions<ScaledDotProductAttentionOptions>(op, options, SDPA_OPTION_KEYS);
+  const { out: outGiven, ...attention } = given;
+  const plan = planAttention(op, dims, attention);
+  let out: Out | undefined;
+  if (outGiven !== undefined) {
+    const outShape = formatShape([...q.shape.slice(0, -2), Nq, Dv]);
+    const inputs = [
+      ["q", q],
+      ["k", k],
+      ["v", v],
+    ] as const;
+    out = checkOut(op, outGiven, B * H * Nq * Dv, outShape, inputs, k0);
+  }
+  if (B * H * Nq === 0) {
+    return {
+      empty: attentionResult(q, plan, out ? out.array : new Float32Array(0), emptyResults(plan)),
+    };
+  }
+  return { plan, out, inputs: { q, k, v } };
+}
+
+// The weights and lse of a call with no query row: empty.
+function emptyResults(p: AttentionPlan): { weights?: Float32Array; lse?: Float32Array } {
+  return {
+    weights: p.returnWeights ? new Float32Array(0) : undefined,
+    lse: p.returnLse ? new Float32Array(0) : undefined,
+  };
+}
+
+/**
+ * q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted), each a
+ * validated float32 snapshot (readTensor): use these, never the arguments, afterwards.
+ */
 export function attentionInputs(
   op: string,
-  q: TensorInput,
-  k: TensorInput,
-  v: TensorInput,
+  q: TensorInput | unknown,
+  k: TensorInput | unknown,
+  v: TensorInput | unknown,
 ): [Tensor, Tensor, Tensor] {
-  return [asTensor(op, "q", q), asTensor(op, "k", k), asTensor(op, "v", v)];
+  return [
+    readTensor<Float32Array>(op, "q", q, ["float32"]),
+    readTensor<Float32Array>(op, "k", k, ["float32"]),
+    readTensor<Float32Array>(op, "v", v, ["float32"]),
+  ];
 }
 
-/** Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4) and returns the sizes. */
-export function attentionInputDims(OP: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
-  checkTensor(OP, "q", q, ["float32"]);
-  checkTensor(OP, "k", k, ["float32"]);
-  checkTensor(OP, "v", v, ["float32"]);
-  const [B, H, Nq, D] = attentionDims(OP, "q", q);
-  const [Bk, Hkv, Nk, Dk] = attentionDims(OP, "k", k);
-  const [Bv, Hv, Nv, Dv] = attentionDims(OP, "v", v);
+/**
+ * Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4; D and Dv in [1, 65536]; Hkv
+ * divides H, and is at least 1 unless both are 0) and returns the sizes.
+ */
+export function attentionInputDims(op: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
+  checkTensor(op, "q", q, ["float32"]);
+  checkTensor(op, "k", k, ["float32"]);
+  checkTensor(op, "v", v, ["float32"]);
+  const [B, H, Nq, D] = attentionDims(op, "q", q);
+  const [Bk, Hkv, Nk, Dk] = attentionDims(op, "k", k);
+  const [Bv, Hv, Nv, Dv] = attentionDims(op, "v", v);
   const mismatch = (name: string, got: readonly number[], want: string): never => {
     throw new AttentionError(
       "SHAPE_MISMATCH",
-      `${OP}: ${name} has shape ${formatShape(got)} but ${want}`,
+      `${op}: ${name} has shape ${formatShape(got)} but ${want}`,
     );
   };
-  if (D === 0) mismatch("q", q.shape, "the head dim D must be at least 1");
+  checkHeadDim(op, "q", q.shape, "head dim D", D);
   if (Dk !== D) mismatch("k", k.shape, `its last dim must equal q's head dim D = ${D}`);
   if (Bk !== B) mismatch("k", k.shape, `its batch must equal q's batch B = ${B}`);
-  if (Hkv === 0 || H % Hkv !== 0) {
-    mismatch("k", k.shape, `its head count must divide q's H = ${H} (grouped-query attention)`);
+  if (!headsDivide(H, Hkv)) {
+    mismatch(
+      "k",
+      k.shape,
+      `its head count must divide q's H = ${H} (grouped-query attention: H = Hkv · group, group >= 1)`,
+    );
   }
   if (Bv !== B || Hv !== Hkv || Nv !== Nk) {
     mismatch("v", v.shape, `it must be [B,Hkv,Nk,Dv] = [${B},${Hkv},${Nk},Dv] to match k`);
   }
-  if (Dv === 0) mismatch("v", v.shape, "the value dim Dv must be at least 1");
+  checkHeadDim(op, "v", v.shape, "value dim Dv", Dv);
   return { B, H, Hkv, Nq, Nk, D, Dv };
+}
+
+// Query head h uses kv head floor(h / (H / Hkv)): the group H / Hkv must be a whole number >= 1
+// (the kernels divide by it), or there are no heads at all.
+function headsDivide(H: number, Hkv: number): boolean {
+  return (H === 0 && Hkv === 0) || (Hkv >= 1 && H >= Hkv && H % Hkv === 0);
 }
 
 /**
  * Validates the options of an attention call of the given sizes (pure: touches no memory). `op`
  * names the public function in error messages; a mask must broadcast to [B,H,Nq,Nk], read as
  * `maskShape` when given (the same elements seen with another shape, e.g. [B·H,Nq,Nk] as [B,H,Nq,Nk]).
+ * The options are read once (readOptions: null or undefined values mean absent), every value is
+ * type-checked, tensors and arrays are snapshotted: the plan never refers to the caller's objects.
  */
 export function planAttention(
   op: string,
   dims: AttentionDims,
-  options: AttentionOptions,
+  options: AttentionOptions | undefined,
   maskShape?: readonly number[],
 ): AttentionPlan {
-  const OP = op;
+  checkPlanDims(op, dims);
   // The public op has checked its own keys; every internal caller passes a subset of these.
-  checkOptionsObject(OP, options, SDPA_OPTION_KEYS);
+  const o = readOptions<ScaledDotProductAttentionOptions>(op, options, SDPA_OPTION_KEYS);
   const { B, H, Nq, Nk, D } = dims;
-  const align = options.align ?? "lower-right";
+  // Something is computed only when the output has a row; an empty call allocates nothing.
+  const active = B * H * Nq > 0;
+  if (active && Nk > MAX_KEYS) {
+    throw new AttentionError(
+      "OUT_OF_MEMORY",
+      `${op}: k has Nk = ${Nk} keys per head; at most ${MAX_KEYS} are supported (the kernels' scratch grows with Nk)`,
+    );
+  }
+  const align = o.align ?? "lower-right";
   if (align !== "lower-right" && align !== "upper-left") {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: align must be "lower-right" or "upper-left", got ${describe(align)}`,
+      `${op}: align must be "lower-right" or "upper-left", got ${describe(align)}`,
     );
   }
   const diagOffset = align === "lower-right" ? Nk - Nq : 0;
 
-  let scale = 1 / Math.sqrt(D);
-  if (options.scale !== undefined) {
-    if (typeof options.scale !== "number" || !Number.isFinite(options.scale)) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${OP}: scale must be a finite number, got ${describe(options.scale)}`,
-      );
-    }
-    scale = options.scale;
-  }
-
-  let softcap = 0;
-  if (options.softcap !== undefined) {
-    if (
-      typeof options.softcap !== "number" ||
-      !(options.softcap > 0) ||
-      !Number.isFinite(options.softcap)
-    ) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${OP}: softcap must be a positive finite number, got ${describe(options.softcap)}`,
-      );
-    }
-    softcap = options.softcap;
-  }
-
-  if (options.alibiSlopes !== undefined) {
-    if (!(options.alibiSlopes instanceof Float32Array)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${OP}: alibiSlopes must be a Float32Array, got ${describe(options.alibiSlopes)}`,
-      );
-    }
-    if (options.alibiSlopes.length !== H) {
-      throw new AttentionError(
-        "SHAPE_MISMATCH",
-        `${OP}: alibiSlopes has shape [${options.alibiSlopes.length}] but must be [H] = [${H}] (one slope per query head)`,
-      );
-    }
-  }
+  const scale = optFloat32(op, "scale", o.scale) ?? 1 / Math.sqrt(D);
+  // The kernels divide by softcap: it must stay positive, and its reciprocal finite, in float32.
+  const softcap = optFloat32(op, "softcap", o.softcap, { positive: true, divisor: true }) ?? 0;
+  const alibi = readAlibiSlopes(op, o.alibiSlopes, H);
 
   // Causal is the window [∞, 0]; a window intersects with it.
   let windowLeft = P.WINDOW_UNBOUNDED;
   let windowRight = P.WINDOW_UNBOUNDED;
   let structured = false;
-  if (options.window !== undefined) {
-    const w = options.window;
-    if (!Array.isArray(w) || w.length !== 2 || !w.every(isWindowBound)) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${OP}: window must be [left, right], each an integer or Infinity, got ${describe(w)}`,
-      );
-    }
-    windowLeft = clampBound(w[0]);
-    windowRight = clampBound(w[1]);
+  const window = readWindow(op, o.window);
+  if (window !== undefined) {
+    windowLeft = clampBound(window[0]);
+    windowRight = clampBound(window[1]);
     structured = true;
   }
-  if (options.causal !== undefined && typeof options.causal !== "boolean") {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: causal must be a boolean, got ${describe(options.causal)}`,
-    );
-  }
-  if (options.causal) {
+  const causal = optBoolean(op, "causal", o.causal) ?? false;
+  if (causal) {
     windowRight = Math.min(windowRight, 0);
     structured = true;
   }
 
+  const tokens = readGlobalTokens(op, o.globalTokens, Nk);
   let globalKeys: Uint8Array | undefined;
   let globalRows: Uint8Array | undefined;
-  if (options.globalTokens !== undefined && options.globalTokens.length > 0) {
-    const tokens = options.globalTokens;
-    if (!(tokens instanceof Int32Array) && !Array.isArray(tokens)) {
-      throw new AttentionError(
-        "BAD_DTYPE",
-        `${OP}: globalTokens must be an Int32Array, got ${describe(tokens)}`,
-      );
-    }
+  if (tokens !== undefined && active) {
     globalKeys = new Uint8Array(Nk);
     globalRows = new Uint8Array(Nq);
     for (const j of tokens) {
-      if (!Number.isInteger(j) || j < 0 || j >= Nk) {
-        throw new AttentionError(
-          "BAD_OPTION",
-          `${OP}: globalTokens holds ${j}, not a key index in [0, ${Nk})`,
-        );
-      }
       globalKeys[j] = 1;
       const row = j - diagOffset;
       if (row >= 0 && row < Nq) globalRows[row] = 1;
     }
   }
 
-  if (options.window !== undefined && globalKeys === undefined) {
-    checkWindowLeavesKeys(OP, options.window, options.causal === true, Nq, Nk, diagOffset);
+  if (window !== undefined && tokens === undefined) {
+    checkWindowLeavesKeys(op, window, causal, Nq, Nk, diagOffset);
   }
 
   let mask: MaskPlan | undefined;
-  if (options.mask !== undefined) {
-    const tensor = asTensor(OP, "mask", options.mask as TensorInput<Float32Array | Uint8Array>);
-    checkTensor(OP, "mask", tensor, ["uint8", "float32"]);
+  if (o.mask !== undefined) {
+    const tensor = readTensor<Float32Array | Uint8Array>(op, "mask", o.mask, ["uint8", "float32"]);
     const kind = tensor.data instanceof Uint8Array ? P.MASK_BOOL : P.MASK_ADDITIVE;
     const strides = broadcastStrides(
-      OP,
+      op,
       "mask",
       maskShape ?? tensor.shape,
       [B, H, Nq, Nk],
@@ -444,13 +461,13 @@ export function planAttention(
     mask = { tensor: tensor as Tensor<Uint8Array> | Tensor<Float32Array>, kind, strides };
   }
 
-  const dropout = planDropout(OP, options.dropout);
+  const dropout = planDropout(op, o.dropout);
 
   return {
     ...dims,
     scale,
     softcap,
-    alibi: options.alibiSlopes,
+    alibi,
     diagOffset,
     structured,
     windowLeft,
@@ -458,40 +475,134 @@ export function planAttention(
     mask,
     globalKeys,
     globalRows,
-    returnWeights: options.returnWeights === true,
-    returnLse: options.returnLse === true,
+    returnWeights: optBoolean(op, "returnWeights", o.returnWeights) ?? false,
+    returnLse: optBoolean(op, "returnLse", o.returnLse) ?? false,
     dropout,
   };
+}
+
+// The sizes an internal caller hands planAttention obey what attentionInputDims checks of q, k, v.
+function checkPlanDims(op: string, d: AttentionDims): void {
+  const dims = [d.B, d.H, d.Hkv, d.Nq, d.Nk, d.D, d.Dv];
+  const ok =
+    dims.every((n) => Number.isInteger(n) && n >= 0 && n <= 2 ** 31 - 1) &&
+    d.D >= 1 &&
+    d.D <= MAX_HEAD_DIM &&
+    d.Dv >= 1 &&
+    d.Dv <= MAX_HEAD_DIM &&
+    headsDivide(d.H, d.Hkv);
+  if (!ok) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: attention sizes B = ${d.B}, H = ${d.H}, Hkv = ${d.Hkv}, Nq = ${d.Nq}, Nk = ${d.Nk}, ` +
+        `D = ${d.D}, Dv = ${d.Dv} are not valid (D and Dv in [1, ${MAX_HEAD_DIM}], Hkv dividing H)`,
+    );
+  }
+}
+
+// `alibiSlopes`: a Float32Array of H finite slopes, copied (the plan keeps no caller's array).
+function readAlibiSlopes(op: string, value: unknown, H: number): Float32Array | undefined {
+  if (value === undefined) return undefined;
+  const kind = typedArrayName(value);
+  if (kind !== "Float32Array") {
+    throw new AttentionError(
+      typeof value === "object" && value !== null ? "BAD_DTYPE" : "BAD_OPTION",
+      `${op}: alibiSlopes must be a Float32Array [H] = [${H}] (one slope per query head), got ${describe(value)}`,
+    );
+  }
+  const slopes = plainView("Float32Array", value as Float32Array).slice();
+  if (slopes.length !== H) {
+    throw new AttentionError(
+      "SHAPE_MISMATCH",
+      `${op}: alibiSlopes has shape [${slopes.length}] but must be [H] = [${H}] (one slope per query head)`,
+    );
+  }
+  const bad = slopes.findIndex((s) => !Number.isFinite(s));
+  if (bad >= 0) {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: alibiSlopes[${bad}] must be a finite number, got ${slopes[bad]}`,
+    );
+  }
+  return slopes;
+}
+
+// `window`: an array of two bounds, each an integer or Infinity, each read once.
+function readWindow(op: string, value: unknown): readonly [number, number] | undefined {
+  if (value === undefined) return undefined;
+  let pair: [unknown, unknown] | undefined;
+  if (Array.isArray(value) && value.length === 2) pair = [value[0], value[1]];
+  if (pair === undefined || !isWindowBound(pair[0]) || !isWindowBound(pair[1])) {
+    const got =
+      pair === undefined ? describe(value) : `[${pair.map((x) => describe(x)).join(", ")}]`;
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: window must be [left, right], each an integer or Infinity, got ${got}`,
+    );
+  }
+  return pair as [number, number];
+}
+
+/**
+ * `globalTokens`: an Int32Array or an array of key indices in [0, Nk), read once into a copy;
+ * undefined when absent or empty (no global token).
+ */
+function readGlobalTokens(op: string, value: unknown, Nk: number): Int32Array | undefined {
+  if (value === undefined) return undefined;
+  const kind = typedArrayName(value);
+  let tokens: Int32Array;
+  const invalid = (got: unknown): never => {
+    throw new AttentionError(
+      "BAD_OPTION",
+      `${op}: globalTokens holds ${describe(got)}, not a key index in [0, ${Nk})`,
+    );
+  };
+  if (kind === "Int32Array") {
+    tokens = plainView("Int32Array", value as Int32Array).slice();
+  } else if (Array.isArray(value)) {
+    const length = value.length;
+    tokens = new Int32Array(length);
+    for (let i = 0; i < length; i++) {
+      // A hole (a sparse array) is refused at once, before any long walk.
+      const j: unknown = Object.hasOwn(value, i) ? value[i] : undefined;
+      if (typeof j !== "number" || !Number.isInteger(j) || j < 0 || j >= Nk) invalid(j);
+      tokens[i] = j as number;
+    }
+  } else {
+    throw new AttentionError(
+      typeof value === "object" && value !== null ? "BAD_DTYPE" : "BAD_OPTION",
+      `${op}: globalTokens must be an Int32Array or an array of key indices, got ${describe(value)}`,
+    );
+  }
+  for (const j of tokens) if (j < 0 || j >= Nk) invalid(j);
+  return tokens.length > 0 ? tokens : undefined;
 }
 
 /**
  * The kernel's form of `dropout: { p, seed }` (assembly/dropout.ts): keys whose 24-bit hash is below
  * round(p·2^24) are dropped, the others scaled by 1/(1 − p). Undefined when p is 0 or rounds to 0.
  */
-function planDropout(OP: string, dropout: unknown): DropoutPlan | undefined {
+function planDropout(op: string, dropout: unknown): DropoutPlan | undefined {
   if (dropout === undefined) return undefined;
-  if (typeof dropout === "object" && dropout !== null) {
-    checkOptionsObject(OP, dropout, DROPOUT_KEYS, "dropout");
-  }
-  const { p, seed } = (typeof dropout === "object" && dropout !== null ? dropout : {}) as {
-    p?: unknown;
-    seed?: unknown;
-  };
+  const { p, seed } = readOptions<{ p: unknown; seed: unknown }>(
+    op,
+    dropout,
+    DROPOUT_KEYS,
+    "dropout",
+  );
   if (typeof p !== "number" || !(p >= 0 && p < 1)) {
     throw new AttentionError(
       "BAD_OPTION",
-      `${OP}: dropout.p must be a number in [0, 1), got ${describe(p)}`,
+      `${op}: dropout.p must be a number in [0, 1), got ${describe(p)}`,
     );
   }
-  if (typeof seed !== "number" || !Number.isInteger(seed)) {
-    throw new AttentionError(
-      "BAD_OPTION",
-      `${OP}: dropout.seed must be an integer, got ${describe(seed)}`,
-    );
+  if (seed === undefined) {
+    throw new AttentionError("BAD_OPTION", `${op}: dropout.seed is missing (an integer)`);
   }
+  const s = optInteger(op, "dropout.seed", seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)!;
   const threshold = Math.round(p * 2 ** 24);
   if (threshold === 0) return undefined;
-  return { threshold, scale: 1 / (1 - p), seed: seed >>> 0 };
+  return { threshold, scale: 1 / (1 - p), seed: s >>> 0 };
 }
 
 /**
@@ -502,7 +613,7 @@ function planDropout(OP: string, dropout: unknown): DropoutPlan | undefined {
  * windows that still reach some key stay legal.
  */
 function checkWindowLeavesKeys(
-  OP: string,
+  op: string,
   window: readonly [number, number],
   causal: boolean,
   Nq: number,
@@ -519,7 +630,7 @@ function checkWindowLeavesKeys(
   const given = `window [${left}, ${right}]${causal ? " with causal" : ""}`;
   throw new AttentionError(
     "BAD_OPTION",
-    `${OP}: ${given} leaves no key visible to any query (row i sees keys i + ${offset} - (${left}) <= j <= ` +
+    `${op}: ${given} leaves no key visible to any query (row i sees keys i + ${offset} - (${left}) <= j <= ` +
       `i + ${offset} + ${effectiveRight} of Nk = ${Nk}, for Nq = ${Nq}); a negative bound shifts the window ` +
       `rather than removing it: use Infinity for no bound, e.g. [Infinity, 0]`,
   );
@@ -538,6 +649,8 @@ function clampBound(x: number): number {
  * buffers of a key split.
  */
 export function attentionBytes(kernels: Kernels, p: AttentionPlan): number {
+  // A call without query rows runs no kernel (runAttention) and stages nothing.
+  if (p.B * p.H * p.Nq === 0) return 0;
   const block = Workspace.blockSize;
   let bytes = 0;
   if (p.mask) bytes += stagedBytes(p.mask.tensor, kernels);
@@ -574,6 +687,8 @@ export function runAttention(
   p: AttentionPlan,
   operands: AttentionOperands,
 ): { weights?: Float32Array; lse?: Float32Array } {
+  // No query row: nothing to compute, and nothing for the kernel to divide or loop by.
+  if (p.B * p.H * p.Nq === 0) return emptyResults(p);
   const { params } = call.kernels;
   const done = setUpAttention(call, p, operands, params);
   const work = p.B * p.H * p.Nq * p.Nk * (p.D + p.Dv);
@@ -596,6 +711,7 @@ export async function runAttentionAsync(
   p: AttentionPlan,
   operands: AttentionOperands,
 ): Promise<{ weights?: Float32Array; lse?: Float32Array }> {
+  if (p.B * p.H * p.Nq === 0) return emptyResults(p);
   const params = call.alloc(P.SDPA_PARAMS_BYTES, "parameters");
   const done = setUpAttention(call, p, operands, params);
   const ranges = keyRanges(p, operands.layout !== undefined, keySplitThreadsAsync(call));
