@@ -550,7 +550,7 @@ const ROPE: Array<[string, AttentionErrorCode, () => [Tensor, ApplyRopeOptions?]
   ["base NaN", "BAD_OPTION", () => [x4, { base: NaN }], ["base"]],
   ["base Infinity", "BAD_OPTION", () => [x4, { base: Infinity }], ["base"]],
   ["style 'foo'", "BAD_OPTION", () => [x4, { style: bad<"neox">("foo") }], ["style", "foo"]],
-  ["options null", "BAD_OPTION", () => [x4, bad(null)], ["options"]],
+  ["options a string", "BAD_OPTION", () => [x4, bad("neox")], ["options"]],
 ];
 
 function expectRopeWorks(): void {
