@@ -199,9 +199,10 @@ function rowPositions(options: ApplyRopeOptions, N: number, build: boolean): Arr
     if (kind === "Int32Array") copy = plainView("Int32Array", p as Int32Array).slice();
     else {
       const list = p as unknown[];
-      copy = new Float64Array(length);
+      // Copied as it is checked (no array of the claimed length allocated first): a hole (a sparse
+      // array) is refused at once, before any long walk or allocation.
+      const checked: number[] = [];
       for (let i = 0; i < length; i++) {
-        // A hole (a sparse array) is refused at once, before any long walk.
         const pos: unknown = Object.hasOwn(list, i) ? list[i] : undefined;
         if (typeof pos !== "number" || !Number.isSafeInteger(pos)) {
           throw new AttentionError(
@@ -209,8 +210,9 @@ function rowPositions(options: ApplyRopeOptions, N: number, build: boolean): Arr
             `${OP}: positions[${i}] must be a safe integer, got ${describe(pos)}`,
           );
         }
-        copy[i] = pos;
+        checked.push(pos);
       }
+      copy = Float64Array.from(checked);
     }
     return copy;
   }

@@ -560,14 +560,15 @@ function readGlobalTokens(op: string, value: unknown, Nk: number): Int32Array | 
   if (kind === "Int32Array") {
     tokens = plainView("Int32Array", value as Int32Array).slice();
   } else if (Array.isArray(value)) {
-    const length = value.length;
-    tokens = new Int32Array(length);
-    for (let i = 0; i < length; i++) {
-      // A hole (a sparse array) is refused at once, before any long walk.
+    // Copied as it is checked (nothing of the claimed length allocated first): a hole (a sparse
+    // array) is refused at once, before any long walk or allocation.
+    const checked: number[] = [];
+    for (let i = 0; i < value.length; i++) {
       const j: unknown = Object.hasOwn(value, i) ? value[i] : undefined;
       if (typeof j !== "number" || !Number.isInteger(j) || j < 0 || j >= Nk) invalid(j);
-      tokens[i] = j as number;
+      checked.push(j as number);
     }
+    tokens = Int32Array.from(checked);
   } else {
     throw new AttentionError(
       typeof value === "object" && value !== null ? "BAD_DTYPE" : "BAD_OPTION",
