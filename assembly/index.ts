@@ -1,5 +1,5 @@
 // The kernels of wasm-attention. Every export is a pure function of pointers into linear memory and
-// sizes; the TypeScript loader (src/runtime.ts) owns all allocation.
+// sizes; the TypeScript loader (src/runtime/runtime.ts) owns all allocation.
 
 export { sdpaForward, sdpaScratchBytes } from "./sdpa";
 export { sdpaBackward, sdpaBackwardScratchBytes } from "./sdpa-backward";

@@ -11,7 +11,7 @@ const CASES = [
   { name: "SDPA B1 H12 N512 D64", H: 12, N: 512, D: 64 },
   { name: "SDPA B1 H12 N2048 D64", H: 12, N: 2048, D: 64 },
   { name: "decode H32 D128, 4096 keys", H: 32, N: 4096, D: 128, decode: true },
-  // One head: no head split to share, so two threads split the keys (src/key-split.ts).
+  // One head: no head split to share, so two threads split the keys (src/engine/key-split.ts).
   { name: "decode H1 D128, 32768 keys", H: 1, N: 32768, D: 128, decode: true },
   // Training: split by (batch, kv-head) group. ONNX Runtime Web has none of the last three.
   { name: "backward B1 H12 N512 D64", H: 12, N: 512, D: 64, backward: true },

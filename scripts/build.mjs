@@ -59,7 +59,7 @@ for (const file of [
 const libraryEntry = join(root, "src", "index");
 await esbuild.build({
   absWorkingDir: root,
-  entryPoints: ["src/cli.ts"],
+  entryPoints: ["src/cli/cli.ts"],
   outfile: "dist/cli.js",
   bundle: true,
   format: "esm",

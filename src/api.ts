@@ -8,30 +8,25 @@ export {
   type Build,
   type InitOptions,
   type WasmSource,
-} from "./runtime.js";
-export { AttentionError, type AttentionErrorCode } from "./errors.js";
-export {
-  allocTensor,
-  type DimsTensor,
-  type Tensor,
-  type TensorInput,
-  type WasmTensor,
-} from "./tensor.js";
+} from "./runtime/runtime.js";
+export { AttentionError, type AttentionErrorCode } from "./core/errors.js";
+export { type DimsTensor, type Tensor, type TensorInput } from "./core/tensor.js";
+export { allocTensor, type WasmTensor } from "./runtime/wasm-tensor.js";
 export {
   scaledDotProductAttention,
   scaledDotProductAttentionAsync,
   type ScaledDotProductAttentionOptions,
   type AttentionResult,
-} from "./sdpa.js";
-export { softmax, type SoftmaxOptions } from "./softmax.js";
+} from "./ops/sdpa.js";
+export { softmax, type SoftmaxOptions } from "./ops/softmax.js";
 export {
   linearBackward,
   scaledDotProductAttentionBackward,
   scaledDotProductAttentionBackwardAsync,
   type AttentionGradients,
   type BackwardOptions,
-} from "./backward.js";
-export { linear, linearAsync } from "./linear.js";
+} from "./ops/backward.js";
+export { linear, linearAsync } from "./ops/linear.js";
 export {
   MultiHeadAttention,
   type MultiHeadAttentionOptions,
@@ -39,11 +34,11 @@ export {
   type MultiHeadAttentionForwardOptions,
   type MultiHeadAttentionResult,
   type KeepForBackward,
-} from "./mha.js";
-export type { MultiHeadAttentionGradients } from "./mha-backward.js";
-export type { MhaSaved, MhaParameters } from "./mha-saved.js";
-export type { KVCache, KVCacheOptions } from "./kv-cache.js";
-export { applyRope, type ApplyRopeOptions } from "./rope.js";
+} from "./ops/mha/mha.js";
+export type { MultiHeadAttentionGradients } from "./ops/mha/backward.js";
+export type { MhaSaved, MhaParameters } from "./ops/mha/saved.js";
+export type { KVCache, KVCacheOptions } from "./ops/mha/kv-cache.js";
+export { applyRope, type ApplyRopeOptions } from "./ops/rope.js";
 export {
   additiveAttention,
   additiveAttentionAsync,
@@ -59,15 +54,19 @@ export {
   type Matrix,
   type Vector,
   type ScoreTerm,
-} from "./family/ops.js";
+} from "./ops/family/ops.js";
 export {
   blockSparseAttention,
   blockSparseAttentionAsync,
   type BlockSparseOptions,
-} from "./family/block-sparse.js";
-export { sparsePatterns } from "./family/sparse-patterns.js";
-export { hardAttention, hardAttentionAsync, type HardAttentionOptions } from "./family/hard.js";
-export { attentionPooling, attentionPoolingAsync, type PoolingOptions } from "./family/pooling.js";
-export { alibiSlopes } from "./alibi.js";
-export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis.js";
-export { renderHeatmapSvg, type HeatmapOptions } from "./heatmap.js";
+} from "./ops/family/block-sparse.js";
+export { sparsePatterns } from "./ops/family/sparse-patterns.js";
+export { hardAttention, hardAttentionAsync, type HardAttentionOptions } from "./ops/family/hard.js";
+export {
+  attentionPooling,
+  attentionPoolingAsync,
+  type PoolingOptions,
+} from "./ops/family/pooling.js";
+export { alibiSlopes } from "./ops/alibi.js";
+export { attentionEntropy, attentionRollout, type RolloutOptions } from "./analysis/analysis.js";
+export { renderHeatmapSvg, type HeatmapOptions } from "./analysis/heatmap.js";

@@ -2,7 +2,7 @@
 // compile WebAssembly from bytes: the .wasm is imported as a module with the `?module` suffix.
 
 import wasmModule from "./attention.wasm?module";
-import { createInit } from "./init.js";
+import { createInit } from "./runtime/init.js";
 
 export * from "./api.js";
 

@@ -4,7 +4,7 @@
 // variants the worker pool needs) are chunks imported on demand.
 
 import simdWasmBase64 from "inline-wasm:simd";
-import { createInit } from "./init.js";
+import { createInit } from "./runtime/init.js";
 
 export * from "./api.js";
 

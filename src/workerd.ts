@@ -3,7 +3,7 @@
 // and Miniflare turn it into a WebAssembly.Module) and hands it to the same init core.
 
 import wasmModule from "./attention.wasm";
-import { createInit } from "./init.js";
+import { createInit } from "./runtime/init.js";
 
 export * from "./api.js";
 

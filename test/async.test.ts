@@ -1,4 +1,4 @@
-// The …Async twins built on steps (src/steps.ts): MultiHeadAttention.forwardAsync,
+// The …Async twins built on steps (src/runtime/steps.ts): MultiHeadAttention.forwardAsync,
 // blockSparseAttentionAsync, attentionPoolingAsync, hardAttentionAsync and the score-term family's give the same numbers as their synchronous ops (the split across
 // workers is by row and by head, so results are bit-identical), through a KV cache too; rejections
 // leave the module usable; dispose() while a call is pending. Runs with the pool in "node-threads"
@@ -24,7 +24,7 @@ import {
   init,
   sparsePatterns,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { randomAdditiveMask, randomBoolMask, randomTensor, rng } from "./helpers/random";
 
 beforeAll(async () => {

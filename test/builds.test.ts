@@ -4,7 +4,7 @@
 // WASM_ATTENTION_BUILD) and "chromium" (relaxed).
 import { describe, expect, it } from "vitest";
 import { AttentionError, init, runtimeInfo, scaledDotProductAttention } from "../src/index";
-import { chooseBuild, relaxedSimdSupported } from "../src/runtime";
+import { chooseBuild, relaxedSimdSupported } from "../src/runtime/runtime";
 
 const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
 const pinned = env?.WASM_ATTENTION_BUILD;

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as prettier from "prettier";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEFAULT_OUT, MAX_TOKENS } from "../src/demo";
+import { DEFAULT_OUT, MAX_TOKENS } from "../src/cli/demo";
 
 const root = resolve(import.meta.dirname, "..");
 const cli = join(root, "dist", "cli.js");

@@ -8,8 +8,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { renderDemoHeatmap } from "../src/demo/heatmap";
-import { tokenize } from "../src/demo/tokenize";
+import { renderDemoHeatmap } from "../src/cli/demo/heatmap";
+import { tokenize } from "../src/cli/demo/tokenize";
 
 const cli = resolve(import.meta.dirname, "..", "dist", "cli.js");
 const out = mkdtempSync(join(tmpdir(), "wasm-attention-demo-"));

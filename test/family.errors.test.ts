@@ -16,7 +16,7 @@ import {
   type ScoreTerm,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { bad, expectUntouched, snapshot, thrown } from "./helpers/errors";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng, uniform, type Rng } from "./helpers/random";

@@ -22,7 +22,7 @@ import {
   type ScoreTerm,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import {
   closeProblem,
   decodeFloat,

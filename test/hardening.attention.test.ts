@@ -20,7 +20,7 @@ import {
   type AttentionErrorCode,
   type Tensor,
 } from "../src/index";
-import { MAX_KEYS, planAttention } from "../src/sdpa";
+import { MAX_KEYS, planAttention } from "../src/engine/plan";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng } from "./helpers/random";
 import { referenceSdpa } from "./reference";

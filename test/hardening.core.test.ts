@@ -1,6 +1,6 @@
-// Hostile arguments against what every op shares: tensor snapshots (src/tensor.ts,
-// src/typed-arrays.ts), options snapshots (src/option-values.ts), `out` (src/call.ts checkOut) and the
-// allocator's guards (src/workspace.ts). Each bad call must end in an AttentionError and leave WASM
+// Hostile arguments against what every op shares: tensor snapshots (src/core/tensor.ts,
+// src/core/typed-arrays.ts), options snapshots (src/core/option-values.ts), `out` (src/runtime/call.ts checkOut) and the
+// allocator's guards (src/runtime/workspace.ts). Each bad call must end in an AttentionError and leave WASM
 // memory exactly as it was.
 
 import { beforeAll, describe, expect, it } from "vitest";

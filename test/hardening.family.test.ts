@@ -398,7 +398,7 @@ describe("class 4: tensor arguments through readTensor", () => {
     await expectRefused(name, withArg(name, 0, lookalike), "BAD_DTYPE");
     await expectRefused(name, withArg(name, 0, proxied), "BAD_DTYPE");
   });
-  // readTensor (src/tensor.ts) refuses a detached buffer with BAD_DTYPE where
+  // readTensor (src/core/tensor.ts) refuses a detached buffer with BAD_DTYPE where
   // ArrayBuffer.prototype.detached exists; on Node 20 it throws a TypeError today (reported).
   const detachedKnown = "detached" in ArrayBuffer.prototype;
   it.skipIf(!detachedKnown).each(NAMES)("%s: a detached input is BAD_DTYPE", async (name) => {

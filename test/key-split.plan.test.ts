@@ -1,10 +1,11 @@
-// Key splits (src/key-split.ts) on paper: when an attention call is split by keys, into which ranges,
-// and the log-sum-exp merge of the ranges' results (src/lse-merge.ts). Pure functions, no wasm.
+// Key splits (src/engine/key-split.ts) on paper: when an attention call is split by keys, into which ranges,
+// and the log-sum-exp merge of the ranges' results (src/engine/lse-merge.ts). Pure functions, no wasm.
 import { describe, expect, it } from "vitest";
 import { KEY_TILE } from "../assembly/shared";
-import { keyRanges, MIN_SPLIT_TILES, type KeyRange } from "../src/key-split";
-import { mergeSplits } from "../src/lse-merge";
-import { planAttention, type AttentionOptions } from "../src/sdpa";
+import { keyRanges, MIN_SPLIT_TILES, type KeyRange } from "../src/engine/key-split";
+import { mergeSplits } from "../src/engine/lse-merge";
+import { planAttention } from "../src/engine/plan";
+import { type AttentionOptions } from "../src/engine/options";
 import { rng, uniform } from "./helpers/random";
 
 function plan(

@@ -1,4 +1,4 @@
-// Key splits (Flash-Decoding, src/key-split.ts) in the kernel: attention with too few heads for the
+// Key splits (Flash-Decoding, src/engine/key-split.ts) in the kernel: attention with too few heads for the
 // pool runs on key ranges merged by log-sum-exp, and must match the float64 reference with every
 // option that indexes keys (causal, windows, ALiBi, masks, key masks, global tokens, GQA) — and
 // actually be split: every call checks which key ranges reached the pool. In the "node" project this
@@ -17,10 +17,10 @@ import {
   type ScaledDotProductAttentionOptions,
   type Tensor,
 } from "../src/index";
-import { keyRanges } from "../src/key-split";
-import { kernels } from "../src/runtime";
-import { planAttention } from "../src/sdpa";
-import { canBlock, type Task } from "../src/threads";
+import { keyRanges } from "../src/engine/key-split";
+import { kernels } from "../src/runtime/runtime";
+import { planAttention } from "../src/engine/plan";
+import { canBlock, type Task } from "../src/runtime/threads";
 import { expectClose } from "./helpers/conformance";
 import {
   randomAdditiveMask,

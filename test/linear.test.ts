@@ -13,7 +13,7 @@ import {
   type AttentionErrorCode,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { closeProblem, expectClose, type Tolerance } from "./helpers/conformance";
 import { product, randomTensor, rng, uniform } from "./helpers/random";
 import { referenceLinear } from "./reference-mha";

@@ -12,7 +12,7 @@ import {
   type Tensor,
   type WasmTensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randInt, randomAdditiveMask, randomBoolMask, randomTensor, rng } from "./helpers/random";
 import { referenceSdpa, referenceSoftmax } from "./reference";

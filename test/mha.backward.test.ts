@@ -13,7 +13,7 @@ import {
   type MultiHeadAttentionGradients,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { bad, expectUntouched, snapshot, thrown } from "./helpers/errors";
 import { checkGradients, runCase, type GradientCase } from "./helpers/mha-gradients";
 import { randomAdditiveMask, randomBoolMask, randomTensor, rng } from "./helpers/random";

@@ -1,5 +1,5 @@
 // Validation of MultiHeadAttention (construction and forward) and applyRope: each bad argument raises
-// an AttentionError with the code src/mha.ts / src/rope.ts use, naming the argument, BEFORE anything
+// an AttentionError with the code src/ops/mha/mha.ts / src/ops/rope.ts use, naming the argument, BEFORE anything
 // is written to WASM memory (bytes in use, memory size and memory contents unchanged), and the module
 // keeps working afterwards.
 
@@ -15,7 +15,7 @@ import {
   type MultiHeadAttentionWeights,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { bad, expectUntouched, snapshot, thrown } from "./helpers/errors";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng, uniform, type Rng } from "./helpers/random";

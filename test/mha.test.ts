@@ -20,8 +20,8 @@ import {
   type ScaledDotProductAttentionOptions,
   type Tensor,
 } from "../src/index";
-import type { KVCacheImpl } from "../src/kv-cache";
-import { kernels } from "../src/runtime";
+import type { KVCacheImpl } from "../src/ops/mha/kv-cache";
+import { kernels } from "../src/runtime/runtime";
 import {
   closeProblem,
   decodeFloat,

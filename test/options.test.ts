@@ -30,8 +30,8 @@ import {
   sparsePatterns,
   type Tensor,
 } from "../src/index";
-import { closestKey, editDistance } from "../src/option-keys";
-import { chooseBuild } from "../src/runtime";
+import { closestKey, editDistance } from "../src/core/option-keys";
+import { chooseBuild } from "../src/runtime/runtime";
 import { bad, expectUntouched, snapshot, thrown } from "./helpers/errors";
 import { randomTensor, rng } from "./helpers/random";
 

@@ -11,7 +11,7 @@ import { chromium, type Browser } from "playwright";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: plain JavaScript script without type declarations
 import { buildPage, servePage } from "../scripts/page.mjs";
-import { MAX_TOKENS, runLayers, tokenize } from "../src/demo";
+import { MAX_TOKENS, runLayers, tokenize } from "../src/cli/demo";
 import { attentionEntropy, init } from "../src/index";
 
 const root = resolve(import.meta.dirname, "..");

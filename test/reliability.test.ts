@@ -13,7 +13,7 @@ import {
   softmax,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { randomTensor, rng } from "./helpers/random";
 
 const CALLS = 100_000;

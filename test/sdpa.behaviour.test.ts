@@ -13,7 +13,7 @@ import {
   type ScaledDotProductAttentionOptions,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { expectClose, type TensorLike, type Tolerance } from "./helpers/conformance";
 import {
   cloneTensor,

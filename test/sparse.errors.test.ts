@@ -13,7 +13,7 @@ import {
   type AttentionErrorCode,
   type Tensor,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { expectClose, type Tolerance } from "./helpers/conformance";
 import { randomTensor, rng } from "./helpers/random";
 import { referenceSdpa } from "./reference";

@@ -13,8 +13,8 @@ import {
   scaledDotProductAttentionAsync,
   terminateThreads,
 } from "../src/index";
-import { kernels } from "../src/runtime";
-import { Pool } from "../src/threads";
+import { kernels } from "../src/runtime/runtime";
+import { Pool } from "../src/runtime/threads";
 import { randomTensor, rng } from "./helpers/random";
 
 beforeAll(async () => {

@@ -13,7 +13,7 @@ import {
   scaledDotProductAttentionBackward,
   scaledDotProductAttentionBackwardAsync,
 } from "../src/index";
-import { kernels } from "../src/runtime";
+import { kernels } from "../src/runtime/runtime";
 import { expectClose } from "./helpers/conformance";
 import { randomBoolMask, randomTensor, rng } from "./helpers/random";
 import { referenceSdpa } from "./reference";

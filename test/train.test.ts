@@ -7,10 +7,10 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { init } from "../src/index";
-import { AttentionModel } from "../src/train/model";
-import { seeded } from "../src/train/random";
-import { recallBatch } from "../src/train/task";
-import { train } from "../src/train/trainer";
+import { AttentionModel } from "../src/training/model";
+import { seeded } from "../src/training/random";
+import { recallBatch } from "../src/training/task";
+import { train } from "../src/training/trainer";
 
 beforeAll(async () => {
   await init();

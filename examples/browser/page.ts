@@ -3,9 +3,9 @@
 // per query, and the rollout over all layers, coloured as the command-line demo's maps (relative to
 // uniform attention); below, the training view (train-view.ts). Built and served by `npm run page`
 // (scripts/page.mjs).
-import { renderDemoHeatmap } from "../../src/demo/heatmap";
-import { headWeights, runLayers } from "../../src/demo/layers";
-import { MAX_TOKENS, tokenize } from "../../src/demo/tokenize";
+import { renderDemoHeatmap } from "../../src/cli/demo/heatmap";
+import { headWeights, runLayers } from "../../src/cli/demo/layers";
+import { MAX_TOKENS, tokenize } from "../../src/cli/demo/tokenize";
 import { attentionEntropy, attentionRollout, init, type Tensor } from "../../src/index";
 import { setUpTraining } from "./train-view";
 

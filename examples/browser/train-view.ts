@@ -1,8 +1,8 @@
 // The page's training view: runs src/train (the model of examples/train, Adam and a task) in the
 // page, logging the loss and drawing its curve (#loss-curve) between log entries, so the page stays
 // responsive; the held-out accuracy lands in #train-log's data-accuracy when done.
-import type { TaskName } from "../../src/train/task";
-import { training } from "../../src/train/trainer";
+import type { TaskName } from "../../src/training/task";
+import { training } from "../../src/training/trainer";
 import { renderLossCurve, type LossPoint } from "./loss-curve";
 
 /** Log entries (and points of the curve) per run. */

@@ -1,10 +1,10 @@
 // `npm run train [-- --task recall|reverse --steps n --seed s --layers l]`: trains the model of
-// src/train/model.ts in Node, printing the training loss as it falls, then the held-out accuracy and the wall
+// src/training/model.ts in Node, printing the training loss as it falls, then the held-out accuracy and the wall
 // time. Bundled and run by train.mjs.
 
 import { init, runtimeInfo } from "../../src/index";
-import { modelConfig, train, type TrainOptions } from "../../src/train/trainer.js";
-import { TASKS, type TaskName } from "../../src/train/task.js";
+import { modelConfig, train, type TrainOptions } from "../../src/training/trainer.js";
+import { TASKS, type TaskName } from "../../src/training/task.js";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

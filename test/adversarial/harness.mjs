@@ -12,7 +12,7 @@
 import { GENERATORS } from "./cases.mjs";
 import { referenceSdpa } from "./reference.mjs";
 
-/** The codes of src/errors.ts AttentionErrorCode, as docs/api.md lists them. */
+/** The codes of src/core/errors.ts AttentionErrorCode, as docs/api.md lists them. */
 export const DOCUMENTED_CODES = [
   "SHAPE_MISMATCH",
   "BAD_DTYPE",
@@ -40,7 +40,7 @@ export const GROWTH_BOUND = 4 << 20;
  * @property {number} count how many calls of this op, class and generator broke it
  */
 
-/** mulberry32, as src/mulberry32.ts. @param {number} seed */
+/** mulberry32, as src/core/mulberry32.ts. @param {number} seed */
 export function mulberry32(seed) {
   let a = seed >>> 0;
   return () => {

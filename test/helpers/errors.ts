@@ -2,7 +2,7 @@
 // a snapshot of WASM memory to prove a failed call touched nothing.
 import { expect } from "vitest";
 import { AttentionError } from "../../src/index";
-import { kernels } from "../../src/runtime";
+import { kernels } from "../../src/runtime/runtime";
 
 /** Anything, typed as whatever the API wants: the point is what it does with wrong input. */
 export function bad<T>(value: unknown): T {

@@ -1,7 +1,7 @@
 // Deterministic pseudo-random test data (mulberry32), so that every failure reproduces from its seed.
 
 import type { Tensor } from "../../src/index";
-import { mulberry32 } from "../../src/mulberry32";
+import { mulberry32 } from "../../src/core/mulberry32";
 
 export type Rng = () => number;
 
