@@ -27,14 +27,14 @@ export {
   type BackwardOptions,
 } from "./ops/backward.js";
 export { linear, linearAsync } from "./ops/linear.js";
-export {
-  MultiHeadAttention,
-  type MultiHeadAttentionOptions,
-  type MultiHeadAttentionWeights,
-  type MultiHeadAttentionForwardOptions,
-  type MultiHeadAttentionResult,
-  type KeepForBackward,
-} from "./ops/mha/mha.js";
+export { MultiHeadAttention } from "./ops/mha/mha.js";
+export type {
+  MultiHeadAttentionOptions,
+  MultiHeadAttentionWeights,
+  MultiHeadAttentionForwardOptions,
+  MultiHeadAttentionResult,
+  KeepForBackward,
+} from "./ops/mha/options.js";
 export type { MultiHeadAttentionGradients } from "./ops/mha/backward.js";
 export type { MhaSaved, MhaParameters } from "./ops/mha/saved.js";
 export type { KVCache, KVCacheOptions } from "./ops/mha/kv-cache.js";
