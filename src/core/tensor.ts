@@ -132,12 +132,10 @@ export function checkShape(
   name: string,
   shape: unknown,
 ): asserts shape is readonly number[] {
-  const ok =
-    Array.isArray(shape) &&
-    shape.length <= MAX_RANK &&
-    Array.from(shape as unknown[], (_, i) => Object.hasOwn(shape, i) && isDim(shape[i])).every(
-      Boolean,
-    );
+  let ok = Array.isArray(shape) && shape.length <= MAX_RANK;
+  for (let i = 0; ok && i < (shape as unknown[]).length; i++) {
+    ok = Object.hasOwn(shape as unknown[], i) && isDim((shape as unknown[])[i]);
+  }
   if (!ok) {
     throw new AttentionError(
       "SHAPE_MISMATCH",

@@ -10,7 +10,13 @@ import type { Call } from "../runtime/call.js";
 import { mergeSplits } from "./lse-merge.js";
 import type { Kernels } from "../runtime/runtime.js";
 import { type AttentionPlan } from "./plan.js";
-import { type AttentionSetUp, contiguousOperand, type Operand, ParamBlock } from "./params.js";
+import {
+  type AttentionSetUp,
+  contiguousOperand,
+  type Operand,
+  PARAM_FIELDS as F,
+  ParamBlock,
+} from "./params.js";
 import type { Task } from "../runtime/threads.js";
 import { Workspace } from "../runtime/workspace.js";
 
@@ -134,25 +140,25 @@ export function keySplitTasks(
   );
   const scratch = ranges.map(() => call.alloc(scratchBytes, "scratch"));
   const whole = setUp.block;
-  const maskBytes = whole.get("maskKind") === P.MASK_ADDITIVE ? 4 : 1;
+  const maskBytes = whole.get(F.maskKind) === P.MASK_ADDITIVE ? 4 : 1;
   ranges.forEach(({ start, end }, s) => {
     const block = blocks[s];
     block.copyFrom(whole);
     // Everything indexed by key moves to the range's first key; what is indexed by query row (q,
     // the global rows) stays. The diagonal moves the other way, so that i + offset − j, which
     // causal, window and ALiBi use, is unchanged.
-    block.set("k", whole.get("k") + start * whole.get("kStrideRow") * 4);
-    block.set("v", whole.get("v") + start * whole.get("vStrideRow") * 4);
-    if (whole.get("mask")) {
-      block.set("mask", whole.get("mask") + start * whole.get("maskStrideK") * maskBytes);
+    block.set(F.k, whole.get(F.k) + start * whole.get(F.kStrideRow) * 4);
+    block.set(F.v, whole.get(F.v) + start * whole.get(F.vStrideRow) * 4);
+    if (whole.get(F.mask)) {
+      block.set(F.mask, whole.get(F.mask) + start * whole.get(F.maskStrideK) * maskBytes);
     }
-    if (whole.get("keyMask")) block.set("keyMask", whole.get("keyMask") + start);
-    if (whole.get("globalKeys")) block.set("globalKeys", whole.get("globalKeys") + start);
-    block.set("Nk", end - start);
-    block.set("diagOffset", whole.get("diagOffset") - start);
+    if (whole.get(F.keyMask)) block.set(F.keyMask, whole.get(F.keyMask) + start);
+    if (whole.get(F.globalKeys)) block.set(F.globalKeys, whole.get(F.globalKeys) + start);
+    block.set(F.Nk, end - start);
+    block.set(F.diagOffset, whole.get(F.diagOffset) - start);
     block.setOperand("out", contiguousOperand(outs + s * rows * p.Dv * 4, p.H, p.Nq, p.Dv));
-    block.set("lse", lses + s * rows * 4);
-    block.set("weights", 0);
+    block.set(F.lse, lses + s * rows * 4);
+    block.set(F.weights, 0);
   });
   const tasks = ranges.map((_, s): Task => ({
     fn: "sdpaForward",

@@ -100,11 +100,26 @@ export const PARAM_FIELDS = {
 } as const;
 
 export type ParamField = keyof typeof PARAM_FIELDS;
-const FLOAT_FIELDS: ReadonlySet<ParamField> = new Set(["scale", "softcap", "dropoutScale"]);
+/** A field's byte offset: `PARAM_FIELDS.scale`, etc. (numbers, so that every write is a plain store). */
+export type ParamOffset = (typeof PARAM_FIELDS)[ParamField];
+const F = PARAM_FIELDS;
+
+function isFloat(offset: ParamOffset): boolean {
+  return offset === F.scale || offset === F.softcap || offset === F.dropoutScale;
+}
 
 type OperandName = "q" | "k" | "v" | "out";
+const OPERAND_OFFSETS: Record<
+  OperandName,
+  readonly [ParamOffset, ParamOffset, ParamOffset, ParamOffset]
+> = {
+  q: [F.q, F.qStrideB, F.qStrideH, F.qStrideRow],
+  k: [F.k, F.kStrideB, F.kStrideH, F.kStrideRow],
+  v: [F.v, F.vStrideB, F.vStrideH, F.vStrideRow],
+  out: [F.out, F.outStrideB, F.outStrideH, F.outStrideRow],
+};
 
-/** A parameter block in WASM memory, read and written by field name. */
+/** A parameter block in WASM memory, read and written by field (`block.set(PARAM_FIELDS.Nk, n)`). */
 export class ParamBlock {
   readonly ptr: number;
   readonly #call: Call;
@@ -114,35 +129,27 @@ export class ParamBlock {
     this.ptr = ptr;
   }
 
-  get(field: ParamField): number {
-    const at = (this.ptr + PARAM_FIELDS[field]) >>> 2;
+  get(offset: ParamOffset): number {
     const ws = this.#call.workspace;
-    return FLOAT_FIELDS.has(field) ? ws.f32[at] : ws.i32[at];
+    const at = (this.ptr + offset) >>> 2;
+    return isFloat(offset) ? ws.f32[at] : ws.i32[at];
   }
 
   /** Writes a field (a seed above 2^31 is stored as its int32 bit pattern). */
-  set(field: ParamField, value: number): void {
-    const at = (this.ptr + PARAM_FIELDS[field]) >>> 2;
+  set(offset: ParamOffset, value: number): void {
     const ws = this.#call.workspace;
-    if (FLOAT_FIELDS.has(field)) ws.f32[at] = value;
+    const at = (this.ptr + offset) >>> 2;
+    if (isFloat(offset)) ws.f32[at] = value;
     else ws.i32[at] = value | 0;
   }
 
   /** An operand's address and its strides of batch, head and row. */
   setOperand(name: OperandName, o: Operand): void {
-    this.set(name, o.ptr);
-    this.set(`${name}StrideB`, o.strideB);
-    this.set(`${name}StrideH`, o.strideH);
-    this.set(`${name}StrideRow`, o.strideRow);
-  }
-
-  operand(name: OperandName): Operand {
-    return {
-      ptr: this.get(name),
-      strideB: this.get(`${name}StrideB`),
-      strideH: this.get(`${name}StrideH`),
-      strideRow: this.get(`${name}StrideRow`),
-    };
+    const [ptr, strideB, strideH, strideRow] = OPERAND_OFFSETS[name];
+    this.set(ptr, o.ptr);
+    this.set(strideB, o.strideB);
+    this.set(strideH, o.strideH);
+    this.set(strideRow, o.strideRow);
   }
 
   /** This block as a copy of `other`. */
@@ -187,40 +194,40 @@ export function setUpAttention(
   block.setOperand("k", operands.k);
   block.setOperand("v", operands.v);
   block.setOperand("out", operands.out);
-  block.set("weights", weightsPtr);
-  block.set("lse", lsePtr);
-  block.set("mask", maskPtr);
-  block.set("maskKind", mask ? mask.kind : P.MASK_NONE);
+  block.set(F.weights, weightsPtr);
+  block.set(F.lse, lsePtr);
+  block.set(F.mask, maskPtr);
+  block.set(F.maskKind, mask ? mask.kind : P.MASK_NONE);
   const ms = mask ? mask.strides : [0, 0, 0, 0];
-  block.set("maskStrideB", ms[0]);
-  block.set("maskStrideH", ms[1]);
-  block.set("maskStrideQ", ms[2]);
-  block.set("maskStrideK", ms[3]);
-  block.set("keyMask", operands.keyMask ? operands.keyMask.ptr : 0);
-  block.set("keyMaskStrideB", operands.keyMask ? operands.keyMask.strideB : 0);
-  block.set("layout", operands.layout ? operands.layout.ptr : 0);
-  block.set("layoutBlock", operands.layout ? operands.layout.block : 0);
-  block.set("layoutStrideH", operands.layout ? operands.layout.strideH : 0);
-  block.set("layoutCols", operands.layout ? operands.layout.cols : 0);
-  block.set("B", p.B);
-  block.set("H", p.H);
-  block.set("Hkv", p.Hkv);
-  block.set("Nq", p.Nq);
-  block.set("Nk", p.Nk);
-  block.set("D", p.D);
-  block.set("Dv", p.Dv);
-  block.set("scale", p.scale);
-  block.set("softcap", p.softcap);
-  block.set("alibi", alibiPtr);
-  block.set("diagOffset", p.diagOffset);
-  block.set("structured", p.structured ? 1 : 0);
-  block.set("windowLeft", p.windowLeft);
-  block.set("windowRight", p.windowRight);
-  block.set("globalKeys", globalKeysPtr);
-  block.set("globalRows", globalRowsPtr);
-  block.set("dropoutThreshold", p.dropout ? p.dropout.threshold : 0);
-  block.set("dropoutScale", p.dropout ? p.dropout.scale : 0);
-  block.set("dropoutSeed", p.dropout ? p.dropout.seed : 0);
+  block.set(F.maskStrideB, ms[0]);
+  block.set(F.maskStrideH, ms[1]);
+  block.set(F.maskStrideQ, ms[2]);
+  block.set(F.maskStrideK, ms[3]);
+  block.set(F.keyMask, operands.keyMask ? operands.keyMask.ptr : 0);
+  block.set(F.keyMaskStrideB, operands.keyMask ? operands.keyMask.strideB : 0);
+  block.set(F.layout, operands.layout ? operands.layout.ptr : 0);
+  block.set(F.layoutBlock, operands.layout ? operands.layout.block : 0);
+  block.set(F.layoutStrideH, operands.layout ? operands.layout.strideH : 0);
+  block.set(F.layoutCols, operands.layout ? operands.layout.cols : 0);
+  block.set(F.B, p.B);
+  block.set(F.H, p.H);
+  block.set(F.Hkv, p.Hkv);
+  block.set(F.Nq, p.Nq);
+  block.set(F.Nk, p.Nk);
+  block.set(F.D, p.D);
+  block.set(F.Dv, p.Dv);
+  block.set(F.scale, p.scale);
+  block.set(F.softcap, p.softcap);
+  block.set(F.alibi, alibiPtr);
+  block.set(F.diagOffset, p.diagOffset);
+  block.set(F.structured, p.structured ? 1 : 0);
+  block.set(F.windowLeft, p.windowLeft);
+  block.set(F.windowRight, p.windowRight);
+  block.set(F.globalKeys, globalKeysPtr);
+  block.set(F.globalRows, globalRowsPtr);
+  block.set(F.dropoutThreshold, p.dropout ? p.dropout.threshold : 0);
+  block.set(F.dropoutScale, p.dropout ? p.dropout.scale : 0);
+  block.set(F.dropoutSeed, p.dropout ? p.dropout.seed : 0);
 
   return {
     block,
