@@ -26,11 +26,24 @@ export function readOptions<T extends object>(
     );
   }
   checkKnownKeys(op, what, options, valid);
+  return readKeys(op, what, options, Object.keys(options)) as Partial<T>;
+}
+
+/**
+ * A snapshot of `keys` of `object`, each read once (a getter that throws is BAD_OPTION); a value of
+ * `undefined` or `null` is left out.
+ */
+export function readKeys(
+  op: string,
+  what: string,
+  object: object,
+  keys: readonly string[],
+): Record<string, unknown> {
   const snapshot: Record<string, unknown> = {};
-  for (const key of Object.keys(options)) {
+  for (const key of keys) {
     let value: unknown;
     try {
-      value = (options as Record<string, unknown>)[key];
+      value = (object as Record<string, unknown>)[key];
     } catch (err) {
       throw new AttentionError(
         "BAD_OPTION",
@@ -39,7 +52,7 @@ export function readOptions<T extends object>(
     }
     if (value !== undefined && value !== null) snapshot[key] = value;
   }
-  return snapshot as Partial<T>;
+  return snapshot;
 }
 
 function badOption(op: string, name: string, want: string, value: unknown): AttentionError {

@@ -5,13 +5,7 @@ import * as P from "../../assembly/shared.js";
 import { AttentionError, formatShape } from "../core/errors.js";
 import { attentionDims, broadcastStrides, checkHeadDim, MAX_HEAD_DIM } from "../core/shapes.js";
 import { optBoolean, optFloat32, optInteger, readOptions } from "../core/option-values.js";
-import {
-  checkTensor,
-  describe,
-  readTensor,
-  type Tensor,
-  type TensorInput,
-} from "../core/tensor.js";
+import { describe, readTensor, type Tensor, type TensorInput } from "../core/tensor.js";
 import { plainView, typedArrayName } from "../core/typed-arrays.js";
 import {
   type ScaledDotProductAttentionOptions,
@@ -71,30 +65,19 @@ export interface DropoutPlan {
 export const MAX_KEYS = 2 ** 27;
 
 /**
- * q, k and v in the `{ data, shape }` form (ONNX Runtime's `{ data, dims }` accepted), each a
- * validated float32 snapshot (readTensor): use these, never the arguments, afterwards.
+ * q, k and v read once into checked snapshots (ONNX Runtime's `{ data, dims }` accepted), and their
+ * sizes: q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4), D and Dv in [1, MAX_HEAD_DIM],
+ * Hkv dividing H. The op uses only the snapshots.
  */
-export function attentionInputs(
+export function readAttentionInputs(
   op: string,
-  q: TensorInput | unknown,
-  k: TensorInput | unknown,
-  v: TensorInput | unknown,
-): [Tensor, Tensor, Tensor] {
-  return [
-    readTensor<Float32Array>(op, "q", q, ["float32"]),
-    readTensor<Float32Array>(op, "k", k, ["float32"]),
-    readTensor<Float32Array>(op, "v", v, ["float32"]),
-  ];
-}
-
-/**
- * Checks q [B,H,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv] (ranks 2–4; D and Dv in [1, 65536]; Hkv
- * divides H, and is at least 1 unless both are 0) and returns the sizes.
- */
-export function attentionInputDims(op: string, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
-  checkTensor(op, "q", q, ["float32"]);
-  checkTensor(op, "k", k, ["float32"]);
-  checkTensor(op, "v", v, ["float32"]);
+  qIn: TensorInput | unknown,
+  kIn: TensorInput | unknown,
+  vIn: TensorInput | unknown,
+): { q: Tensor; k: Tensor; v: Tensor; dims: AttentionDims } {
+  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
+  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
+  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
   const [B, H, Nq, D] = attentionDims(op, "q", q);
   const [Bk, Hkv, Nk, Dk] = attentionDims(op, "k", k);
   const [Bv, Hv, Nv, Dv] = attentionDims(op, "v", v);
@@ -118,7 +101,7 @@ export function attentionInputDims(op: string, q: Tensor, k: Tensor, v: Tensor):
     mismatch("v", v.shape, `it must be [B,Hkv,Nk,Dv] = [${B},${Hkv},${Nk},Dv] to match k`);
   }
   checkHeadDim(op, "v", v.shape, "value dim Dv", Dv);
-  return { B, H, Hkv, Nq, Nk, D, Dv };
+  return { q, k, v, dims: { B, H, Hkv, Nq, Nk, D, Dv } };
 }
 
 // Query head h uses kv head floor(h / (H / Hkv)): the group H / Hkv must be a whole number >= 1
@@ -233,7 +216,7 @@ export function planAttention(
   };
 }
 
-// The sizes an internal caller hands planAttention obey what attentionInputDims checks of q, k, v.
+// The sizes an internal caller hands planAttention obey what readAttentionInputs checks of q, k, v.
 function checkPlanDims(op: string, d: AttentionDims): void {
   const dims = [d.B, d.H, d.Hkv, d.Nq, d.Nk, d.D, d.Dv];
   const ok =

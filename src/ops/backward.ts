@@ -3,7 +3,7 @@
 
 import { type Call, stagedBytes } from "../runtime/call.js";
 import { AttentionError, formatShape } from "../core/errors.js";
-import { attentionInputDims, attentionInputs, planAttention } from "../engine/plan.js";
+import { readAttentionInputs, planAttention } from "../engine/plan.js";
 import { contiguousOperand, setUpAttention } from "../engine/params.js";
 import { SDPA_OPTION_KEYS, type AttentionOptions } from "../engine/options.js";
 import { readTensor, type Tensor, type TensorInput } from "../core/tensor.js";
@@ -82,10 +82,9 @@ function planBackward(
   options: BackwardOptions,
 ): Planned<AttentionGradients> | { zeros: AttentionGradients } {
   kernels(op);
-  const [q, k, v] = attentionInputs(op, qIn, kIn, vIn);
+  const { q, k, v, dims } = readAttentionInputs(op, qIn, kIn, vIn);
   const output = readTensor<Float32Array>(op, "output", outputIn, ["float32"]);
   const gradOutput = readTensor<Float32Array>(op, "gradOutput", gradOutputIn, ["float32"]);
-  const dims = attentionInputDims(op, q, k, v);
   const { lse: lseGiven, ...forward } = readOptions<BackwardOptions>(
     op,
     options,

@@ -19,12 +19,7 @@ import {
   SDPA_OPTION_KEYS,
   type AttentionResult,
 } from "../engine/options.js";
-import {
-  type AttentionPlan,
-  attentionInputs,
-  attentionInputDims,
-  planAttention,
-} from "../engine/plan.js";
+import { type AttentionPlan, readAttentionInputs, planAttention } from "../engine/plan.js";
 import { contiguousOperand, type AttentionOperands } from "../engine/params.js";
 import { emptyResults, attentionBytes, runAttention, runAttentionAsync } from "../engine/run.js";
 
@@ -162,8 +157,7 @@ function planSdpa(
   | { empty: AttentionResult; plan?: undefined; out?: undefined; inputs?: undefined }
   | { empty?: undefined; plan: AttentionPlan; out?: Out; inputs: SdpaInputs } {
   const k0 = kernels(op);
-  const [q, k, v] = attentionInputs(op, qIn, kIn, vIn);
-  const dims = attentionInputDims(op, q, k, v);
+  const { q, k, v, dims } = readAttentionInputs(op, qIn, kIn, vIn);
   const { B, H, Nq, Dv } = dims;
   const given = readOptions<ScaledDotProductAttentionOptions>(op, options, SDPA_OPTION_KEYS);
   const { out: outGiven, ...attention } = given;

@@ -6,7 +6,7 @@ import * as P from "../../../assembly/shared.js";
 import { type Call, stagedBytes } from "../../runtime/call.js";
 import { AttentionError, formatShape } from "../../core/errors.js";
 import { attentionBytes } from "../../engine/run.js";
-import { attentionInputDims, planAttention } from "../../engine/plan.js";
+import { readAttentionInputs, planAttention } from "../../engine/plan.js";
 import { contiguousOperand } from "../../engine/params.js";
 import { type AttentionResult } from "../../engine/options.js";
 import { kernels, type Kernels } from "../../runtime/runtime.js";
@@ -19,7 +19,6 @@ import {
 } from "../../engine/steps.js";
 import { optionKeys } from "../../core/option-keys.js";
 import { optBoolean, optFloat32, optInteger, readOptions } from "../../core/option-values.js";
-import { checkHeadDim } from "../../core/shapes.js";
 import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../../core/tensor.js";
 import { Workspace } from "../../runtime/workspace.js";
 import { checkEmptyOutput } from "./common.js";
@@ -80,12 +79,7 @@ function planBlockSparse(
   optionsIn: BlockSparseOptions,
 ): Planned<AttentionResult> {
   kernels(op); // NOT_INITIALIZED first
-  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
-  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
-  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
-  const dims = attentionInputDims(op, q, k, v);
-  checkHeadDim(op, "q", q.shape, "head dim D", dims.D);
-  checkHeadDim(op, "v", v.shape, "value dim Dv", dims.Dv);
+  const { q, k, v, dims } = readAttentionInputs(op, qIn, kIn, vIn);
   const options = readOptions<BlockSparseOptions>(op, optionsIn, BLOCK_SPARSE_KEYS);
   const bs = optInteger(op, "blockSize", options.blockSize, 1, MAX_DIM);
   if (bs === undefined) {

@@ -12,7 +12,7 @@ import { planAttention, type AttentionPlan } from "../../engine/plan.js";
 import type { AttentionStep, Steps } from "../../engine/steps.js";
 import { broadcastStrides, checkHeadDim } from "../../core/shapes.js";
 import { checkMisspelledKeys, optionKeys } from "../../core/option-keys.js";
-import { optBoolean } from "../../core/option-values.js";
+import { optBoolean, readKeys } from "../../core/option-values.js";
 import { describe, readTensor, type Tensor } from "../../core/tensor.js";
 import { geometryOf, plainView, typedArrayName } from "../../core/typed-arrays.js";
 import { formatBytes, Workspace } from "../../runtime/workspace.js";
@@ -318,20 +318,7 @@ export function readBag(
     );
   }
   checkMisspelledKeys(op, what, value, keys);
-  const snapshot: Record<string, unknown> = {};
-  for (const key of keys) {
-    let x: unknown;
-    try {
-      x = (value as Record<string, unknown>)[key];
-    } catch (err) {
-      throw new AttentionError(
-        "BAD_OPTION",
-        `${op}: ${what}.${key} cannot be read (${err instanceof Error ? err.message : String(err)})`,
-      );
-    }
-    if (x !== undefined && x !== null) snapshot[key] = x;
-  }
-  return snapshot;
+  return readKeys(op, what, value, keys);
 }
 
 /**

@@ -7,11 +7,10 @@ import { AttentionError, formatShape } from "../../core/errors.js";
 import { kernels, type Kernels } from "../../runtime/runtime.js";
 import { runPlanned, runPlannedAsync, type Planned, type Steps } from "../../engine/steps.js";
 import type { Task } from "../../runtime/threads.js";
-import { attentionInputDims, planAttention } from "../../engine/plan.js";
+import { readAttentionInputs, planAttention } from "../../engine/plan.js";
 import { type AttentionResult } from "../../engine/options.js";
 import { optionKeys } from "../../core/option-keys.js";
 import { optBoolean, optFloat32, optInteger, readOptions } from "../../core/option-values.js";
-import { checkHeadDim } from "../../core/shapes.js";
 import { MAX_DIM, readTensor, type Tensor, type TensorInput } from "../../core/tensor.js";
 import { Workspace } from "../../runtime/workspace.js";
 import { checkEmptyOutput } from "./common.js";
@@ -71,12 +70,7 @@ function planHard(
   optionsIn: HardAttentionOptions,
 ): Planned<AttentionResult> {
   kernels(op); // NOT_INITIALIZED first
-  const q = readTensor<Float32Array>(op, "q", qIn, ["float32"]);
-  const k = readTensor<Float32Array>(op, "k", kIn, ["float32"]);
-  const v = readTensor<Float32Array>(op, "v", vIn, ["float32"]);
-  const dims = attentionInputDims(op, q, k, v);
-  checkHeadDim(op, "q", q.shape, "head dim D", dims.D);
-  checkHeadDim(op, "v", v.shape, "value dim Dv", dims.Dv);
+  const { q, k, v, dims } = readAttentionInputs(op, qIn, kIn, vIn);
   const options = readOptions<HardAttentionOptions>(op, optionsIn, HARD_KEYS);
   const topK = optInteger(op, "topK", options.topK, 1, MAX_DIM);
   if (topK === undefined) {

@@ -52,8 +52,11 @@ export interface InputCopies {
   keyMask?: Tensor<Uint8Array>;
 }
 
-/** What a forward call hands to keepSaved. */
-export interface KeepArgs {
+/** What a forward call hands to keepSaved: what it computed (as SavedState has it), its inputs. */
+export interface KeepArgs extends Pick<
+  SavedState,
+  "B" | "Nq" | "Nk" | "q" | "k" | "v" | "attended" | "lse" | "keyMask" | "causal" | "window"
+> {
   copied?: boolean;
   query: Tensor;
   key: Tensor;
@@ -62,19 +65,8 @@ export interface KeepArgs {
   valueGiven: Tensor | undefined;
   selfAttention: boolean;
   crossSame: boolean;
-  B: number;
-  Nq: number;
-  Nk: number;
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  attended: Float32Array;
-  lse: Float32Array;
   mask?: Tensor<Uint8Array | Float32Array> | Tensor<Uint8Array> | Tensor<Float32Array>;
   maskShape?: readonly number[];
-  keyMask?: Tensor<Uint8Array>;
-  causal?: boolean;
-  window?: readonly [number, number];
 }
 
 // Copies in fresh JavaScript memory of everything backward reads of the caller's: the inputs (key
